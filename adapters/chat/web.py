@@ -1,0 +1,236 @@
+"""hammer's own web chat: the embedded default chat adapter.
+
+One shared room served by the gateway's aiohttp server: `/` is a static page (no build
+step), `/ws` a WebSocket that carries commands and clicks in and messages, edits and
+private answers out. A job's messages are threaded under the command that started it.
+The page asks for a display name; on a loopback-only server that is all the identity
+there is (anyone who can open the page is trusted), so bind elsewhere only with
+`http.token` set. Make someone an admin with `policy.admins = ["web:NAME"]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.contracts import InboxItem, Services
+from gateway.hookspecs import hookimpl
+from gateway.model import (
+    Actor,
+    ChatMessage,
+    Conversation,
+    Interaction,
+    MessageRef,
+    OutboundMessage,
+    RateLimits,
+)
+
+log = logging.getLogger("hammer.chat.web")
+ROOM = "main"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+MAX_FRAME = 8 * 1024
+
+
+class WebConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = "hammer"
+    history: int = Field(500, ge=10, le=100_000)
+
+
+@dataclass
+class _Client:
+    ws: web.WebSocketResponse
+    name: str = ""
+    id: str = ""
+
+
+@dataclass
+class _Record:
+    id: str
+    thread: str | None
+    author: str
+    kind: str  # "user" | "bot"
+    ts: float
+    msg: dict[str, Any] = field(default_factory=dict)
+
+    def wire(self) -> dict[str, Any]:
+        return {"id": self.id, "thread": self.thread, "author": self.author, "kind": self.kind, "ts": self.ts,
+                "msg": self.msg}
+
+
+class WebChatAdapter:
+    name = "web"
+    config_model = WebConfig
+    rate_limits = RateLimits(min_edit_interval_s=0.25, max_message_chars=20_000)
+
+    def __init__(self, config: Mapping[str, Any], services: Services) -> None:
+        cfg = WebConfig.model_validate(dict(config))
+        self.title = cfg.title
+        self.history: deque[_Record] = deque(maxlen=cfg.history)
+        self.clients: dict[str, _Client] = {}
+        self.images: dict[str, Path] = {}
+        self._ids = itertools.count(1)
+        self._inbox: asyncio.Queue[InboxItem] | None = None
+        app = services.http
+        if app is not None:
+            app.router.add_get("/", self._index)
+            app.router.add_get("/ws", self._socket)
+            app.router.add_get("/web/static/{name}", self._static)
+            app.router.add_get("/web/images/{image_id}", self._image)
+
+    # -- ChatAdapter ------------------------------------------------------------------------
+    async def start(self, inbox: asyncio.Queue[InboxItem]) -> None:
+        self._inbox = inbox
+
+    async def stop(self) -> None:
+        for client in list(self.clients.values()):
+            await client.ws.close()
+        self.clients.clear()
+
+    async def send(self, conversation: Conversation, msg: OutboundMessage) -> MessageRef:
+        rec = self._record(conversation.thread, "hammer", "bot", msg)
+        await self._broadcast({"type": "message", "message": rec.wire()})
+        return MessageRef("web", conversation, rec.id)
+
+    async def reply(self, message: ChatMessage, msg: OutboundMessage) -> MessageRef:
+        thread = message.conversation.thread or message.message_id or None
+        conv = message.conversation.in_thread(thread)
+        return await self.send(conv, msg)
+
+    async def edit(self, ref: MessageRef, msg: OutboundMessage) -> None:
+        for rec in self.history:
+            if rec.id == ref.message_id:
+                rec.msg = self._render(msg)
+                await self._broadcast({"type": "edit", "message": rec.wire()})
+                return
+        # Not in memory any more (a restart): post the state as a new message instead.
+        await self.send(ref.conversation, msg)
+
+    async def respond(self, interaction: Interaction, msg: OutboundMessage) -> None:
+        client = self.clients.get(interaction.reply_handle or "")
+        if client is not None:
+            await self._send_to(client, {"type": "ephemeral", "message": {
+                "id": f"e{next(self._ids)}", "thread": interaction.conversation.thread, "author": "hammer",
+                "kind": "bot", "ts": time.time(), "msg": self._render(msg), "ephemeral": True}})
+
+    async def upload(self, conversation: Conversation, path: Path, title: str) -> MessageRef:
+        return await self.send(conversation, OutboundMessage(title=title, image=path, image_title=title))
+
+    # -- internals ----------------------------------------------------------------------------
+    def _render(self, msg: OutboundMessage) -> dict[str, Any]:
+        out = msg.to_dict()
+        if msg.image is not None:
+            image_id = f"i{next(self._ids)}"
+            self.images[image_id] = msg.image
+            out["image"] = f"/web/images/{image_id}"
+        return out
+
+    def _record(self, thread: str | None, author: str, kind: str, msg: OutboundMessage) -> _Record:
+        rec = _Record(f"m{next(self._ids)}", thread, author, kind, time.time(), self._render(msg))
+        self.history.append(rec)
+        return rec
+
+    async def _send_to(self, client: _Client, payload: dict[str, Any]) -> None:
+        try:
+            await client.ws.send_json(payload)
+        except (ConnectionError, RuntimeError):
+            self.clients.pop(client.id, None)
+
+    async def _broadcast(self, payload: dict[str, Any]) -> None:
+        await asyncio.gather(*(self._send_to(c, payload) for c in list(self.clients.values())))
+
+    async def _index(self, request: web.Request) -> web.Response:
+        page = resources.files("adapters.chat").joinpath("static/index.html").read_text(encoding="utf-8")
+        return web.Response(text=page.replace("{{TITLE}}", self.title), content_type="text/html")
+
+    async def _static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in ("app.js", "style.css"):
+            raise web.HTTPNotFound()
+        body = resources.files("adapters.chat").joinpath(f"static/{name}").read_text(encoding="utf-8")
+        return web.Response(text=body, content_type="text/javascript" if name.endswith(".js") else "text/css")
+
+    async def _image(self, request: web.Request) -> web.FileResponse:
+        path = self.images.get(request.match_info["image_id"])
+        if path is None or not path.is_file():
+            raise web.HTTPNotFound(text="image no longer available")
+        return web.FileResponse(path)
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME)
+        await ws.prepare(request)
+        client = _Client(ws, id=f"c{next(self._ids)}")
+        self.clients[client.id] = client
+        await self._send_to(client, {"type": "history", "title": self.title,
+                                     "messages": [r.wire() for r in self.history]})
+        try:
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                await self._on_frame(client, frame.data)
+        finally:
+            self.clients.pop(client.id, None)
+        return ws
+
+    async def _error(self, client: _Client, text: str) -> None:
+        await self._send_to(client, {"type": "ephemeral", "message": {
+            "id": f"e{next(self._ids)}", "thread": None, "author": "hammer", "kind": "bot", "ts": time.time(),
+            "ephemeral": True, "msg": OutboundMessage(title=text, level="error").to_dict()}})
+
+    async def _on_frame(self, client: _Client, data: str) -> None:
+        try:
+            obj = json.loads(data)
+            if not isinstance(obj, dict):
+                raise ValueError
+        except ValueError:
+            await self._error(client, "The page sent something hammer could not read; reload it.")
+            return
+        kind = obj.get("type")
+        if kind == "hello":
+            name = str(obj.get("name", ""))
+            if not _NAME.fullmatch(name):
+                await self._error(client, "Pick a name of letters, digits, '.', '_' or '-' (at most 32).")
+                return
+            client.name = name
+            await self._send_to(client, {"type": "welcome", "name": name})
+            return
+        if not client.name:
+            await self._error(client, "Say who you are first (enter a name).")
+            return
+        actor = Actor("web", client.name, client.name)
+        if kind == "command":
+            text = str(obj.get("text", ""))[:4000]
+            if not text.strip():
+                return
+            rec = _Record(f"m{next(self._ids)}", None, client.name, "user", time.time(), {"text": text})
+            self.history.append(rec)
+            await self._broadcast({"type": "message", "message": rec.wire()})
+            if self._inbox is not None:
+                await self._inbox.put(ChatMessage(actor, Conversation("web", ROOM), text, message_id=rec.id,
+                                                  reply_handle=client.id))
+        elif kind == "click":
+            if self._inbox is not None:
+                await self._inbox.put(Interaction(
+                    actor, Conversation("web", ROOM, thread=obj.get("thread") or None),
+                    str(obj.get("action_id", ""))[:32], str(obj.get("value", ""))[:64],
+                    message_id=str(obj.get("message_id", ""))[:32], reply_handle=client.id))
+        else:
+            await self._error(client, f"Unknown request {str(kind)[:20]!r}; reload the page.")
+
+
+@hookimpl
+def hammer_chat_adapters(register: Any) -> None:
+    register("web", WebChatAdapter)

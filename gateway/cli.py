@@ -1,0 +1,187 @@
+"""The `hammer` command line.
+
+    hammer serve                 run the gateway (web chat + local Docker + SQLite by default)
+    hammer plan [--json] TEXT    show what a chat command would do, without doing it
+    hammer run TEXT              run a command through the running gateway and follow its job
+    hammer jobs / logs / cancel  look at and stop jobs
+    hammer config check FILE     validate a config file, reporting every problem
+    hammer doctor                check the whole setup and say how to fix what is wrong
+    hammer image build|base      build the sandbox image (offline, from a local wheelhouse)
+    hammer estimate MODEL        GPU memory estimate and the cheapest machine that fits
+
+Every subcommand has its own `--help`. Exit status: 0 ok, 1 the job or check failed,
+2 a usage or input error (the message says what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway import cli_ops
+from gateway.config import ConfigError, Settings, load_settings
+
+EPILOG = "Config: --config FILE or $HAMMER_CONFIG; without one hammer uses its embedded defaults " \
+         "(see config.example.toml)."
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", metavar="FILE", help="config file (default: $HAMMER_CONFIG, else the "
+                   "embedded defaults of config.example.toml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hammer", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hammer {_version()}")
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gateway", description="Run the gateway: the HTTP server with the "
+                       "web chat, the configured chat adapters and the job orchestrator. Jobs that were "
+                       "running when it last stopped are re-attached.", epilog=EPILOG)
+    _config_arg(p)
+    p.add_argument("--host", help="override http.host")
+    p.add_argument("--port", type=int, help="override http.port")
+
+    p = sub.add_parser("plan", help="show what a command would do, without doing it",
+                       description="Parse a chat command and build its job (argv, image, resources, limits) "
+                       "without running anything.", epilog='Example: hammer plan --json ".finetune demo-lora demo"')
+    _config_arg(p)
+    p.add_argument("text", help='the chat command, quoted: ".finetune qwen-7b-lora wiki_zh epochs=3"')
+    p.add_argument("--json", action="store_true", help="print one JSON object (exit 2 on a user error)")
+
+    p = sub.add_parser("run", help="run a command via the running gateway and follow its job",
+                       description="Send a command to the gateway started with `hammer serve` and follow the "
+                       "job it starts until it ends.", epilog='Example: hammer run ".finetune demo-lora demo"')
+    _config_arg(p)
+    p.add_argument("text", help="the chat command, quoted")
+    p.add_argument("--user", default="cli", help="who runs it (for quotas and the audit log; default cli)")
+    p.add_argument("--detach", action="store_true", help="print the job id and return at once")
+    p.add_argument("--url", help="gateway URL (default: from the config)")
+
+    p = sub.add_parser("jobs", help="list recent jobs", description="List recent jobs from the store.")
+    _config_arg(p)
+    p.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--json", action="store_true", help="JSON output")
+
+    p = sub.add_parser("logs", help="show a job's events", description="Print a job's events (progress, "
+                       "log lines, errors) from the store; -f follows until the job ends.")
+    _config_arg(p)
+    p.add_argument("job", help="job id")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new events until the job ends")
+    p.add_argument("--json", action="store_true", help="raw JSON event lines")
+
+    p = sub.add_parser("cancel", help="cancel a job", description="Ask the running gateway to cancel a job.")
+    _config_arg(p)
+    p.add_argument("job", help="job id")
+    p.add_argument("--url", help="gateway URL (default: from the config)")
+
+    p = sub.add_parser("config", help="configuration tools", description="Configuration tools.")
+    csub = p.add_subparsers(dest="config_cmd", metavar="ACTION")
+    pc = csub.add_parser("check", help="validate a config file", description="Validate a config file and "
+                         "report every problem with its key path and what would be valid.")
+    pc.add_argument("file", help="the TOML file to check")
+    csub.add_parser("show", help="print the embedded default config (config.example.toml)")
+
+    p = sub.add_parser("doctor", help="check the setup and say how to fix it",
+                       description="Check config, store, plugins, Docker, the sandbox image and every enabled "
+                       "chat/cloud adapter; print what is wrong and how to fix it.", epilog=EPILOG)
+    _config_arg(p)
+
+    p = sub.add_parser("image", help="build the sandbox image", description="Build hammer's sandbox image "
+                       "offline: a Debian base made with debootstrap and a wheelhouse downloaded on this host.")
+    isub = p.add_subparsers(dest="image_cmd", metavar="ACTION")
+    pb = isub.add_parser("build", help="build the sandbox image (cached by its inputs)")
+    pb.add_argument("--base", help="base image (default: hammer-base:bookworm, made if missing; "
+                    "use a CUDA/PyTorch image on GPU hosts)")
+    pb.add_argument("--tag", default="hammer-sandbox:latest", help="image tag (default hammer-sandbox:latest)")
+    pb.add_argument("--force", action="store_true", help="rebuild even if the inputs did not change")
+    pbase = isub.add_parser("base", help="make a minimal Debian base image with debootstrap")
+    pbase.add_argument("--tag", default="hammer-base:bookworm", help="image name (default hammer-base:bookworm)")
+
+    try:
+        from gateway import estimate
+        estimate.add_cli(sub)
+    except (ImportError, AttributeError):
+        pass
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("hammer-gateway")
+    except Exception:
+        return "dev"
+
+
+def load(args: argparse.Namespace) -> Settings:
+    import os
+    path = getattr(args, "config", None) or os.environ.get("HAMMER_CONFIG") or None
+    settings = load_settings(path, cli_ops.adapter_validators())
+    overrides: dict[str, Any] = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    if overrides:
+        settings = settings.model_copy(update={"http": settings.http.model_copy(update=overrides)})
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.cmd:
+        parser.print_help()
+        return 2
+    try:
+        return _dispatch(parser, args)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    cmd = args.cmd
+    if cmd == "config":
+        if args.config_cmd == "check":
+            return cli_ops.config_check(Path(args.file))
+        if args.config_cmd == "show":
+            from gateway.config import default_config_text
+            print(default_config_text())
+            return 0
+        parser.parse_args(["config", "--help"])
+    if cmd == "image":
+        if args.image_cmd is None:
+            parser.parse_args(["image", "--help"])
+        return asyncio.run(cli_ops.image(args))
+    if cmd == "estimate":
+        from gateway import estimate
+        return int(estimate.run_cli(args))
+    settings = load(args)
+    if cmd == "serve":
+        return cli_ops.serve(settings)
+    if cmd == "plan":
+        return asyncio.run(cli_ops.plan(settings, args.text, as_json=args.json))
+    if cmd == "run":
+        return asyncio.run(cli_ops.run(settings, args.text, user=args.user, detach=args.detach, url=args.url))
+    if cmd == "jobs":
+        return asyncio.run(cli_ops.jobs(settings, args.limit, as_json=args.json))
+    if cmd == "logs":
+        return asyncio.run(cli_ops.logs(settings, args.job, follow=args.follow, as_json=args.json))
+    if cmd == "cancel":
+        return asyncio.run(cli_ops.cancel(settings, args.job, url=args.url))
+    if cmd == "doctor":
+        return asyncio.run(cli_ops.doctor(settings))
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Built-in chat verbs that start no job: help, status, jobs, logs, cancel, plan,
+approve, deny. Like errbot, hammer builds its own core features as plugins, through the
+same `hammer_commands` hook a third-party plugin would use.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gateway import render
+from gateway.commands import CommandError, CommandSpec, Param
+from gateway.hookspecs import hookimpl
+from gateway.model import Command, Job, OutboundMessage
+from gateway.policy import is_admin
+
+JOB = Param("job", "job", "the job id (see .jobs)", required=True, positional=True)
+
+
+async def _help(cmd: Command, hammer: Any) -> OutboundMessage:
+    verb = cmd.args.get("verb")
+    return render.text_message(hammer.commands.help_text(verb), title=f"help {verb}" if verb else "hammer commands")
+
+
+async def _job_or_error(hammer: Any, job_id: str) -> Job:
+    job: Job | None = await hammer.store.get_job(job_id)
+    if job is None:
+        raise CommandError("unknown_job", f"There is no job {job_id}.", "See .jobs for the list of jobs.")
+    return job
+
+
+async def _status(cmd: Command, hammer: Any) -> OutboundMessage:
+    if "job" not in cmd.args:
+        jobs = await hammer.store.list_jobs(requester=cmd.actor.key, limit=1)
+        if not jobs:
+            return render.text_message("You have no jobs. Try .finetune demo-lora demo", "status")
+        job = jobs[0]
+    else:
+        job = await _job_or_error(hammer, cmd.args["job"])
+    msg = render.progress_message(job, time.time())
+    return OutboundMessage(title=msg.title, text=msg.text, fields=msg.fields, progress=msg.progress,
+                           level=msg.level, footer=msg.footer)
+
+
+async def _jobs(cmd: Command, hammer: Any) -> OutboundMessage:
+    everyone = cmd.args.get("all", False)
+    jobs = await hammer.store.list_jobs(requester=None if everyone else cmd.actor.key,
+                                        limit=int(cmd.args.get("limit", 10)))
+    return render.job_list(jobs, time.time())
+
+
+async def _logs(cmd: Command, hammer: Any) -> OutboundMessage:
+    job = await _job_or_error(hammer, cmd.args["job"])
+    events = await hammer.store.events(job.id, types=("log", "error", "status"))
+    n = int(cmd.args.get("lines", 20))
+    lines = []
+    for e in events[-n:]:
+        if e.type == "log":
+            lines.append(str(e.data.get("line", "")))
+        elif e.type == "error":
+            lines.append(f"ERROR {e.data.get('kind')}: {e.data.get('message')}")
+        else:
+            lines.append(f"[{e.data.get('phase')}]")
+    text = "\n".join(lines)[-1800:] or "(no output yet)"
+    return render.text_message(text, title=f"Last {min(n, len(events))} lines of job {job.id}")
+
+
+async def _cancel(cmd: Command, hammer: Any) -> OutboundMessage:
+    job = await hammer.cancel_job(cmd.args["job"], cmd.actor)
+    return render.text_message(f"Job {job.id} is {job.state.value}.", level="warning")
+
+
+async def _approval(cmd: Command, hammer: Any) -> OutboundMessage:
+    if not is_admin(cmd.actor, hammer.settings):
+        raise CommandError("denied", "Only a hammer admin can approve or deny jobs.", "Ask an admin.")
+    job = await _job_or_error(hammer, cmd.args["job"])
+    if cmd.verb == "approve":
+        job = await hammer.orchestrator.approve(job.id)
+    else:
+        job = await hammer.orchestrator.cancel(job.id, f"denied by {cmd.actor.display_name or cmd.actor.user_id}")
+    return render.text_message(f"Job {job.id} is {job.state.value}.")
+
+
+async def _plan(cmd: Command, hammer: Any) -> OutboundMessage:
+    planned = await hammer.plan(cmd.args["command"])
+    spec = planned.spec
+    fields = [("Task", spec.task), ("Model", spec.model), ("Data", ", ".join(spec.datasets) or "–"),
+              ("Runs on", spec.cloud), ("Image", spec.image),
+              ("Resources", f"{spec.resources.gpu_count} GPU, {spec.resources.memory_gib:g} GiB RAM, "
+                            f"{spec.resources.cpus:g} CPUs"),
+              ("Time limit", render.duration(spec.limits.max_runtime_s))]
+    est = planned.estimate or {}
+    if est.get("per_gpu_gib") is not None:
+        fields.append(("GPU memory", f"{est['per_gpu_gib']:.1f} GiB per GPU"))
+    rec = est.get("recommendation") or {}
+    if rec:
+        fields.append(("Machine", f"{rec.get('cloud')} {rec.get('instance_type')} "
+                                  f"({rec.get('gpu_count')}x {rec.get('gpu')}, ${rec.get('price_per_hour')}/h)"))
+    return OutboundMessage(title="Plan (nothing was started)", text="Command line: " + " ".join(spec.argv),
+                           fields=tuple(fields))
+
+
+@hookimpl
+def hammer_commands(register: Any) -> None:
+    register(CommandSpec("help", (Param("verb", "verb", "a command to explain", positional=True),),
+                         help="list the commands, or explain one", handle=_help, group="help",
+                         examples=(".help", ".help finetune")))
+    register(CommandSpec("status", (Param("job", "job", "the job id (default: your latest)", positional=True),),
+                         help="show a job's progress", handle=_status, group="jobs", examples=(".status 3f9c2a1b",)))
+    register(CommandSpec("jobs", (Param("all", "bool", "everyone's jobs, not only yours", default=False),
+                                  Param("limit", "int", "how many", min=1, max=50, default=10)),
+                         help="list recent jobs", handle=_jobs, group="jobs"))
+    register(CommandSpec("logs", (JOB, Param("lines", "int", "how many lines", min=1, max=200, default=20)),
+                         help="show a job's last output lines", handle=_logs, group="jobs"))
+    register(CommandSpec("cancel", (JOB,), help="stop a job (yours, or any if you are an admin)",
+                         handle=_cancel, group="jobs", examples=(".cancel 3f9c2a1b",)))
+    register(CommandSpec("approve", (JOB,), help="admins: let a job that waits for approval start",
+                         handle=_approval, group="admin"))
+    register(CommandSpec("deny", (JOB,), help="admins: refuse a job that waits for approval",
+                         handle=_approval, group="admin"))
+    register(CommandSpec("plan", help="show what a command would do, without doing it", handle=_plan,
+                         wraps_command=True, group="help", examples=(".plan finetune demo-lora demo",)))

@@ -1,0 +1,106 @@
+"""A test-only cloud adapter, loaded through the real plugin manager
+(`plugins.modules = ["tests.fakes.cloud"]`): each job is a separate process
+(tests/fakes/fake_job.py) that writes event lines to a file, the way a container writes
+its log. Config `[cloud.fake]`: steps, interval, mode; a job's `params["fake_mode"]`
+overrides the mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from gateway.contracts import Services
+from gateway.hookspecs import hookimpl
+from gateway.model import InstanceType, JobSpec, Placement, PlacementStatus, SandboxEvent
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeCloud:
+    name = "fake"
+
+    def __init__(self, config: Mapping[str, Any], services: Services) -> None:
+        self.root = services.data_dir / "fake-cloud"
+        self.steps = int(config.get("steps", 10))
+        self.interval = float(config.get("interval", 0.02))
+        self.mode = str(config.get("mode", "ok"))
+        self.poll = float(config.get("poll", 0.02))
+        self.launched: list[str] = []
+        self.cancelled: list[str] = []
+
+    def _dir(self, placement: Placement) -> Path:
+        return Path(placement.handle["dir"])
+
+    async def launch(self, spec: JobSpec) -> Placement:
+        workdir = self.root / spec.id
+        workdir.mkdir(parents=True, exist_ok=False)  # launching twice is a bug
+        mode = str(spec.params.get("fake_mode", self.mode))
+        # A plain Popen (in a thread), not asyncio's subprocess transport: that one kills
+        # its child when the event loop closes, and these jobs must outlive a gateway.
+        proc = await asyncio.to_thread(
+            subprocess.Popen,
+            [sys.executable, "-m", "tests.fakes.fake_job", str(workdir), str(self.steps), str(self.interval), mode],
+            cwd=ROOT, start_new_session=True, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        (workdir / "pid").write_text(str(proc.pid))
+        self.launched.append(spec.id)
+        return Placement("fake", spec.id, {"dir": str(workdir), "pid": proc.pid})
+
+    async def events(self, placement: Placement, since: int = 0) -> AsyncIterator[SandboxEvent]:
+        path = self._dir(placement) / "events.jsonl"
+        seq, buf = 0, ""
+        pos = 0
+        while True:
+            done = (self._dir(placement) / "exit_code").exists()
+            if path.exists():
+                with path.open("r", encoding="utf-8") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                    pos = f.tell()
+                buf += chunk
+                *lines, buf = buf.split("\n")
+                for line in lines:
+                    if seq >= since:
+                        yield SandboxEvent.parse(line, seq)
+                    seq += 1
+            if done and not buf:
+                return
+            await asyncio.sleep(self.poll)
+
+    async def status(self, placement: Placement) -> PlacementStatus:
+        code_file = self._dir(placement) / "exit_code"
+        if code_file.exists():
+            code = int(code_file.read_text())
+            return PlacementStatus(False, code, oom_killed=code == 137)
+        return PlacementStatus(True)
+
+    async def cancel(self, placement: Placement) -> None:
+        self.cancelled.append(placement.job_id)
+        try:
+            os.kill(int(placement.handle["pid"]), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    async def reattach(self, placement: Placement) -> bool:
+        return self._dir(placement).exists()
+
+    async def cleanup(self, placement: Placement) -> None:
+        return None
+
+    async def catalog(self) -> list[InstanceType]:
+        return [InstanceType("fake", "fake-cpu", None, 0, 0, 2, 4.0, 0.0)]
+
+    def collect(self, placement: Placement) -> Path | None:
+        return self._dir(placement)
+
+
+@hookimpl
+def hammer_cloud_adapters(register: Any) -> None:
+    register("fake", FakeCloud)

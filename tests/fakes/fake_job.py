@@ -1,0 +1,63 @@
+"""A stand-in for the sandbox runner: writes protocol event lines to a file, then exits.
+
+Run as `python -m tests.fakes.fake_job DIR STEPS INTERVAL MODE`. It is a real separate
+process, so it keeps running while a test stops one gateway and starts another.
+MODE: ok | fail | oom | hang (one status, then silence) | crash (exits without a result).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    workdir, steps, interval, mode = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+    out = (workdir / "events.jsonl").open("a", encoding="utf-8")
+
+    def emit(kind: str, **data: object) -> None:
+        out.write(json.dumps({"v": 1, "type": kind, "ts": time.time(), **data}) + "\n")
+        out.flush()
+
+    def finish(code: int) -> int:
+        out.close()
+        (workdir / "exit_code.tmp").write_text(str(code))
+        os.replace(workdir / "exit_code.tmp", workdir / "exit_code")
+        return code
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(finish(143)))
+    emit("status", phase="checking", device="cpu")
+    if mode == "hang":
+        time.sleep(3600)
+    emit("status", phase="running")
+    out.write("plain output from the trainer\n")
+    out.flush()
+    for step in range(1, steps + 1):
+        time.sleep(interval)
+        emit("progress", step=step, max_steps=steps, epoch=round(step / steps * 2, 3),
+             loss=round(2.0 / (1 + 0.3 * step), 4), lr=1e-4, elapsed_s=step * interval,
+             eta_s=(steps - step) * interval, memory_gib=0.5)
+        if mode == "oom" and step == steps // 2:
+            return finish(137)
+        if mode == "crash" and step == steps // 2:
+            return finish(1)
+    if mode == "fail":
+        emit("error", kind="dataset", message="line 3 of data.jsonl is not JSON", hint="Fix line 3.")
+        emit("result", ok=False)
+        return finish(2)
+    (workdir / "output").mkdir(exist_ok=True)
+    (workdir / "output" / "adapter_config.json").write_text("{}")
+    (workdir / "loss_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    emit("sample", prompt="Say hi", response="hi")
+    emit("artifact", name="adapter", path="output")
+    emit("artifact", name="loss_curve", path="loss_curve.png")
+    emit("result", ok=True, summary={"final_loss": 0.5, "steps": steps})
+    return finish(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
