@@ -7,9 +7,10 @@ import subprocess
 from collections.abc import Callable, Sequence
 
 from gateway.catalog import load_instances
+from gateway.estimate.inputs import estimate_from_params
 from gateway.estimate.memory import GIB, Estimate, EstimateError
 from gateway.estimate.picker import DEFAULT_HEADROOM, MIB, choose, variants
-from gateway.model import InstanceType
+from gateway.model import InstanceType, Job
 
 NVIDIA_SMI = ("nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits")
 
@@ -121,3 +122,35 @@ def oom_hint(est: Estimate, gpu_name: str | None, gpu_mem_mib: int, *,
     else:
         lines.append("No catalog machine fits it; use a smaller model or QLoRA with a shorter max_length.")
     return " ".join(lines)
+
+
+def _gpu_memory_mib(gpu_name: str | None) -> int | None:
+    """Usable memory of a GPU model the catalog knows (smallest figure across clouds)."""
+    if not gpu_name:
+        return None
+    key = gpu_name.lower().replace("nvidia", "").strip()
+    sizes = [i.gpu_memory_mib for i in load_instances() if i.gpu and i.gpu.lower() == key]
+    return min(sizes) if sizes else None
+
+
+def oom_hint_for_job(job: Job) -> str | None:
+    """`oom_hint` for a failed job, from its spec (model, task, params, resources) and what the
+    runner reported (`error["gpu"]`, `error["gpu_memory_mib"]`, else the spec's GPU type).
+    None when the job is not an OOM or cannot be estimated (a model outside the catalog)."""
+    error = job.error or {}
+    if error.get("kind") != "oom":
+        return None
+    spec = job.spec
+    try:
+        est = estimate_from_params(spec.model, spec.params, task=spec.task,
+                                   gpus=max(1, spec.resources.gpu_count))
+    except (EstimateError, TypeError, ValueError):
+        return None
+    gpu = error.get("gpu") or spec.resources.gpu_type
+    mem = error.get("gpu_memory_mib") or _gpu_memory_mib(gpu)
+    if not mem:
+        return None
+    try:
+        return oom_hint(est, gpu, int(mem))
+    except (EstimateError, TypeError, ValueError):
+        return None

@@ -34,7 +34,6 @@ Sources and calibration: docs/estimate.md and tests/unit/test_estimate.py.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +44,7 @@ GIB = 1024**3
 TUNERS = ("lora", "qlora", "full")
 TASKS = ("sft", "pt", "dpo", "infer")
 ZERO_STAGES = (2, 3)
+DEFAULT_MAX_LENGTH = 2048
 
 CUDA_CONTEXT_BYTES = int(0.5 * GIB)
 NCCL_BYTES = int(0.25 * GIB)
@@ -129,7 +129,10 @@ class Estimate:
 
     def with_changes(self, **changes: Any) -> Estimate:
         """The same job with some arguments changed (used for alternatives and hints)."""
-        return estimate(self.arch, **{**self.request(), **changes})
+        request = self.request()
+        if changes.get("tuner", "qlora") != "qlora" and "quant_bits" not in changes:
+            request["quant_bits"] = None  # leaving QLoRA drops its quantization
+        return estimate(self.arch, **{**request, **changes})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,7 +215,7 @@ def _validate(arch: ModelArch, tuner: str, task: str, max_length: int, batch_siz
                             "use --tuner lora with --tp/--pp, or QLoRA with --zero")
 
 
-def estimate(model: str | ModelArch, *, tuner: str = "lora", task: str = "sft", max_length: int = 2048,
+def estimate(model: str | ModelArch, *, tuner: str = "lora", task: str = "sft", max_length: int | None = None,
              batch_size: int = 1, gpus: int = 1, zero: int | None = None, tp: int = 1, pp: int = 1,
              gradient_checkpointing: bool = True, lora_rank: int = 8,
              quant_bits: int | None = None) -> Estimate:
@@ -222,12 +225,15 @@ def estimate(model: str | ModelArch, *, tuner: str = "lora", task: str = "sft", 
     `tuner="lora"` with `quant_bits` set means QLoRA; `tuner="qlora"` defaults to 4 bits.
     `zero` picks DeepSpeed ZeRO-2/3, `tp`/`pp` Megatron tensor/pipeline parallelism;
     `gpus` beyond tp x pp are data-parallel replicas (DDP when neither is set).
+    `max_length` defaults to 2048 tokens, or the model's context if that is shorter.
     """
     arch = _resolve(model)
+    if max_length is None:
+        max_length = min(DEFAULT_MAX_LENGTH, arch.max_context)
     tuner, task = str(tuner).lower(), str(task).lower()
-    _validate(arch, tuner, task, max_length, batch_size, gpus, zero, tp, pp, lora_rank, quant_bits)
     if tuner == "lora" and quant_bits is not None:
         tuner = "qlora"
+    _validate(arch, tuner, task, max_length, batch_size, gpus, zero, tp, pp, lora_rank, quant_bits)
     if tuner == "qlora" and quant_bits is None:
         quant_bits = 4
     if tuner != "qlora":
@@ -297,7 +303,9 @@ def estimate(model: str | ModelArch, *, tuner: str = "lora", task: str = "sft", 
     h = arch.hidden_size
     if task == "infer":
         b["kv_cache"] = 2 * arch.layers * arch.kv_dim * 2 * tokens / split
-        b["activations"] = _layer_working_set(arch, False) * tokens / tp / 4  # no saved activations
+        # Nothing is saved for backward: only the current layer's intermediates during prefill,
+        # about a quarter of a training layer's working set.
+        b["activations"] = _layer_working_set(arch, False) * tokens / tp / 4
         b["logits"] = 4 * arch.vocab_size * batch_size * 2 / tp
     else:
         layer = _layer_working_set(arch, tuner != "full") * tokens / tp
@@ -346,67 +354,4 @@ def _resolve(model: str | ModelArch) -> ModelArch:
         hint = (f"closest presets: {', '.join(exc.suggestions)}; " if exc.suggestions else "")
         raise EstimateError(f"unknown model {model!r}",
                             hint + "or give its size and shape (--params 7.6e9 --layers ... "
-                            "--hidden ...)") from None
-
-
-def custom_arch(name: str, params: float, **overrides: Any) -> ModelArch:
-    """A ModelArch for a model outside the catalog: `params` plus any known shape numbers
-    (layers, hidden_size, intermediate_size, heads, kv_heads, vocab_size, max_context,
-    tied_embeddings); the rest is taken from the preset nearest in size."""
-    from gateway.catalog import load_models
-
-    if not params or params <= 0:
-        raise EstimateError("--params must be a positive parameter count", "e.g. --params 7.6e9")
-    presets = [m for m in load_models().values() if not m.local and not m.vision_params]
-    nearest = min(presets, key=lambda m: abs(m.params - params))
-    fields = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(fields) - set(ModelArch.__dataclass_fields__)
-    if unknown:
-        raise EstimateError(f"unknown architecture fields {sorted(unknown)}")
-    base = dataclasses.replace(nearest, name=name, params=int(params), display_name=name,
-                               hub_id_hf=None, hub_id_modelscope=None, vision_params=0)
-    if "hidden_size" in fields or "heads" in fields:
-        base = dataclasses.replace(base, head_dim=0)
-    try:
-        return dataclasses.replace(base, **fields)
-    except ValueError as exc:
-        raise EstimateError(f"inconsistent architecture: {exc}") from None
-
-
-def _task_of(task: str) -> str:
-    t = task.lower()
-    aliases = {"finetune": "sft", "rlhf": "dpo", "eval": "infer", "inference": "infer"}
-    return aliases.get(t, t)
-
-
-def estimate_from_params(model: str | ModelArch, params: Mapping[str, Any], *, task: str = "sft",
-                         gpus: int = 1) -> Estimate:
-    """Estimate a job from a JobSpec-style parameter mapping (what the orchestrator holds).
-
-    Reads `tuner` (or ms-swift's `train_type`), `max_length`, `batch_size` (or
-    `per_device_train_batch_size`), `zero` (2/3 or "zero2"/"zero3", or `deepspeed`),
-    `tp`/`pp` (or Megatron's `tensor_model_parallel_size`/`pipeline_model_parallel_size`),
-    `lora_rank`, `quant_bits`, `gradient_checkpointing`; unknown keys are ignored.
-    """
-    def get(*keys: str, default: Any = None) -> Any:
-        for k in keys:
-            if params.get(k) is not None:
-                return params[k]
-        return default
-
-    zero_raw = get("zero", "deepspeed")
-    zero = None
-    if zero_raw not in (None, "", 0, "0"):
-        digits = "".join(ch for ch in str(zero_raw) if ch.isdigit())
-        zero = int(digits) if digits else None
-    quant = get("quant_bits")
-    return estimate(
-        model, tuner=str(get("tuner", "train_type", default="lora")), task=_task_of(str(get("task", default=task))),
-        max_length=int(get("max_length", default=2048)),
-        batch_size=int(get("batch_size", "per_device_train_batch_size", default=1)),
-        gpus=int(get("gpus", default=gpus)), zero=zero,
-        tp=int(get("tp", "tensor_model_parallel_size", default=1)),
-        pp=int(get("pp", "pipeline_model_parallel_size", default=1)),
-        gradient_checkpointing=bool(get("gradient_checkpointing", default=True)),
-        lora_rank=int(get("lora_rank", default=8)), quant_bits=int(quant) if quant else None,
-    )
+                            "--hidden-size ...)") from None

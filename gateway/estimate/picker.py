@@ -15,6 +15,7 @@ when the job already fits, only alternatives that are cheaper are shown.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ DEFAULT_HEADROOM = 0.10
 CPU_MAX_PARAMS = 1_000_000_000
 CPU_RAM_FRACTION = 0.8
 MAX_ALTERNATIVES = 5
+MIN_SAVING = 0.95  # an alternative to a job that fits must cost at most 95% of it
 
 
 def available_bytes(est: Estimate, instance: InstanceType) -> int:
@@ -63,7 +65,8 @@ class InstanceChoice:
             "region": i.region, "gpu_memory_gib": round(self.available_gib, 2),
             "need_gib": round(self.need_gib, 2),
             "tokens_per_second": round(self.tokens_per_second, 1),
-            "usd_per_million_tokens": round(self.usd_per_million_tokens, 4),
+            "usd_per_million_tokens": (round(self.usd_per_million_tokens, 4)
+                                       if math.isfinite(self.usd_per_million_tokens) else None),
             "est_hours": None if self.est_hours is None else round(self.est_hours, 2),
             "est_cost_usd": None if self.est_cost_usd is None else round(self.est_cost_usd, 2),
         }
@@ -116,9 +119,10 @@ class Plan:
                  f"x {est.gpus} GPU(s) (max_length {est.max_length}, batch {est.batch_size})"]
         if self.recommendation:
             r = self.recommendation
+            cost = f", ~${r.est_cost_usd:.2f} for this job" if r.est_cost_usd is not None else ""
             lines.append(f"cheapest fit: {_machine(r)} at ${r.instance.price_per_hour:.2f}/h, "
-                         f"~{r.tokens_per_second:,.0f} tokens/s, ${r.usd_per_million_tokens:.2f} per 1M tokens"
-                         + (f", ~${r.est_cost_usd:.2f} for this job" if r.est_cost_usd is not None else ""))
+                         f"~{r.tokens_per_second:,.0f} tokens/s, "
+                         f"${r.usd_per_million_tokens:.2f} per 1M tokens{cost}")
         else:
             lines.append(f"does not fit: {self.reason}")
         for alt in self.alternatives:
@@ -129,8 +133,8 @@ class Plan:
 
 def _machine(choice: InstanceChoice) -> str:
     i = choice.instance
-    gpu = f"{i.gpu_count}x {i.gpu}" if i.gpu_count else "CPU only"
-    return f"{i.cloud} {i.instance_type} ({gpu})"
+    hw = f"{i.gpu_count}x {i.gpu}" if i.gpu_count else "CPU only"
+    return f"{i.cloud} {i.instance_type} ({hw})"
 
 
 def choose(est: Estimate, instances: Iterable[InstanceType], headroom: float = DEFAULT_HEADROOM,
@@ -188,8 +192,8 @@ def variants(est: Estimate) -> list[tuple[str, str, dict[str, Any]]]:
         for g in more_gpus:
             out.append(("tp", f"tensor parallel over {g} GPUs", {"gpus": g, "tp": g, "pp": 1}))
     if est.batch_size > 1:
-        out.append(("batch", "batch size 1 (raise gradient accumulation to keep the effective batch)",
-                    {"batch_size": 1}))
+        keep = " (raise gradient accumulation to keep the effective batch)" if est.training else ""
+        out.append(("batch", f"batch size 1{keep}", {"batch_size": 1}))
     length = est.max_length // 2
     while length >= 256 and length >= est.max_length // 8:
         out.append(("max_length", f"max_length {length} instead of {est.max_length}", {"max_length": length}))
@@ -209,11 +213,13 @@ def alternatives(est: Estimate, instances: Sequence[InstanceType], headroom: flo
         if choice is None:
             continue
         alt = Alternative(summary, change, changed, choice)
-        if family not in best or _cost(alt.choice) < _cost(best[family].choice):
+        # Variants come least disruptive first (longest max_length, fewest GPUs): a later one
+        # of the same family replaces an earlier one only when it saves real money.
+        if family not in best or _cost(alt.choice) < _cost(best[family].choice) * MIN_SAVING:
             best[family] = alt
     alts = sorted(best.values(), key=lambda a: (_cost(a.choice), a.estimate.per_gpu_bytes))
-    if cheaper_than is not None:
-        alts = [a for a in alts if _cost(a.choice) < cheaper_than]
+    if cheaper_than is not None:  # the job fits: only changes that save real money
+        alts = [a for a in alts if _cost(a.choice) < cheaper_than * MIN_SAVING]
     return alts[:MAX_ALTERNATIVES]
 
 

@@ -104,3 +104,24 @@ class FakeCloud:
 @hookimpl
 def hammer_cloud_adapters(register: Any) -> None:
     register("fake", FakeCloud)
+
+
+def _build_fake_job(command: Any, ctx: Any) -> JobSpec:
+    """`.fakejob [mode=ok|fail|oom|hang|crash] [max_runtime=S] [idle_timeout=S]`: a job for the fake cloud."""
+    from gateway.model import Limits
+    args = command.args
+    return JobSpec(
+        id=ctx.job_id, task="fake", model="fake-model", datasets=("fake-data",),
+        params={"fake_mode": args.get("mode", "ok")}, argv=("fake-runner", "--steps", "10"), cloud="fake",
+        limits=Limits(max_runtime_s=float(args.get("max_runtime", 3600)),
+                      idle_timeout_s=float(args.get("idle_timeout", 900))))
+
+
+@hookimpl
+def hammer_commands(register: Any) -> None:
+    from gateway.commands import CommandSpec, Param
+    register(CommandSpec(
+        "fakejob", (Param("mode", "enum", "how the fake job behaves", choices=("ok", "fail", "oom", "hang", "crash")),
+                    Param("max_runtime", "float", "seconds", min=0.1, max=3600),
+                    Param("idle_timeout", "float", "seconds", min=0.1, max=3600)),
+        help="a job for the test cloud", build_job=_build_fake_job, group="test"))

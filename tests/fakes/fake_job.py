@@ -19,8 +19,8 @@ def main() -> int:
     workdir, steps, interval, mode = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
     out = (workdir / "events.jsonl").open("a", encoding="utf-8")
 
-    def emit(kind: str, **data: object) -> None:
-        out.write(json.dumps({"v": 1, "type": kind, "ts": time.time(), **data}) + "\n")
+    def emit(event_type: str, **data: object) -> None:
+        out.write(json.dumps({"v": 1, "type": event_type, "ts": time.time(), **data}) + "\n")
         out.flush()
 
     def finish(code: int) -> int:
