@@ -9,6 +9,7 @@ keep running, and every user error becomes a message that says what to do.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import config as config_mod
+from gateway import estimate as estimate_mod
 from gateway import http, policy, render
 from gateway.commands import CommandError, CommandSpec, CommandTable, Param
 from gateway.config import Settings
@@ -226,9 +228,58 @@ class Hammer:
             raise CommandError("not_a_job", f".{cmd.verb} starts no job.", "Plan a job command such as .finetune.")
         job_spec = await _maybe_await(spec.build_job(cmd, self.job_context()))
         if not job_spec.cloud:
-            import dataclasses
             job_spec = dataclasses.replace(job_spec, cloud=self.settings.gateway.default_cloud)
-        return Planned(cmd, job_spec, None)
+        planned = Planned(cmd, job_spec, None)
+        est = await self._estimate(job_spec)
+        if est is not None:
+            instances = list(await self._instances())
+            try:
+                plan = await asyncio.to_thread(estimate_mod.pick, est, instances=instances or None,
+                                               headroom=self.settings.jobs.headroom)
+                planned.estimate = plan.to_dict()
+            except estimate_mod.EstimateError as exc:
+                planned.estimate = {**est.to_dict(), "recommendation": None, "reason": exc.message}
+        return planned
+
+    async def _estimate(self, spec: JobSpec) -> Any:
+        """The memory estimate of a job, or None for models outside the catalog."""
+        try:
+            return await asyncio.to_thread(estimate_mod.estimate_from_params, spec.model, spec.params,
+                                           task=spec.task, gpus=max(1, spec.resources.gpu_count))
+        except (estimate_mod.EstimateError, TypeError, ValueError):
+            return None
+
+    async def _instances(self) -> list[Any]:
+        """Machines the enabled clouds can start, plus the catalog's for clouds that are on."""
+        found: list[Any] = []
+        for cloud in self.clouds.values():
+            try:
+                found += await cloud.catalog()
+            except Exception as exc:
+                log.warning("catalog of %s unavailable: %s", cloud.name, exc)
+        return found
+
+    async def check_fit(self, spec: JobSpec) -> None:
+        """Refuse, before anything starts, a job that cannot fit the machine it would get."""
+        est = await self._estimate(spec)
+        cloud = self.clouds.get(spec.cloud)
+        if est is None or cloud is None:
+            return
+        try:
+            machines = await cloud.catalog()
+        except Exception:
+            return
+        if not machines:
+            return
+        errors = []
+        for machine in machines:
+            try:
+                estimate_mod.require_fit(est, machine, headroom=self.settings.jobs.headroom)
+                return
+            except estimate_mod.EstimateError as exc:
+                errors.append(exc)
+        first = errors[0]
+        raise CommandError("does_not_fit", first.message, first.hint or "Try a smaller model or the qlora tuner.")
 
     async def launch(self, cmd: Command, *, adapter: ChatAdapter | None = None,
                      message: ChatMessage | None = None) -> Job:
@@ -240,7 +291,7 @@ class Hammer:
         if not decision.allowed:
             raise CommandError("denied", "Not allowed: " + "; ".join(decision.reasons),
                                "Ask a hammer admin if you think this is wrong.")
-        import dataclasses
+        await self.check_fit(planned.spec)
         spec = dataclasses.replace(planned.spec, requester=cmd.actor, reply_to=cmd.conversation)
         assert self.orchestrator is not None
 
@@ -323,15 +374,11 @@ def build_command_table(plugins: Plugins, settings: Settings) -> CommandTable:
 
 
 def _oom_hint(job: Job) -> str | None:
-    """Hook for the estimator's concrete OOM advice (gateway.estimate, when present)."""
-    if not job.error or job.error.get("kind") != "oom":
-        return None
+    """The estimator's concrete advice after an OOM (needed vs. had, cheapest fix)."""
     try:
-        from gateway import estimate
-    except ImportError:
+        return estimate_mod.oom_hint_for_job(job)
+    except Exception:
         return None
-    fn = getattr(estimate, "oom_hint_for_job", None)
-    return fn(job) if fn else None
 
 
 async def _maybe_await(value: Any) -> Any:

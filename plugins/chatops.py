@@ -100,8 +100,45 @@ async def _plan(cmd: Command, hammer: Any) -> OutboundMessage:
                            fields=tuple(fields))
 
 
+async def _estimate(cmd: Command, hammer: Any) -> OutboundMessage:
+    import asyncio
+
+    from gateway import estimate as est_mod
+    from gateway.commands import split_model_ref
+    a = cmd.args
+    model, tuner = split_model_ref(a["model"])
+    zero = a.get("zero")
+
+    def run() -> Any:
+        est = est_mod.estimate(model, tuner=a.get("tuner") or tuner or "lora", task=a.get("task", "sft"),
+                               max_length=a.get("max_length"), batch_size=a.get("batch_size", 1),
+                               gpus=a.get("gpus", 1), zero=int(zero) if zero else None,
+                               tp=a.get("tp", 1), pp=a.get("pp", 1))
+        return est_mod.pick(est, headroom=hammer.settings.jobs.headroom)
+
+    try:
+        plan = await asyncio.to_thread(run)
+    except est_mod.EstimateError as exc:
+        raise CommandError("bad_estimate", exc.message, exc.hint or "See .help estimate.") from None
+    return render.text_message(plan.summary(), title=f"GPU memory estimate for {a['model']}",
+                               level="info" if plan.fits else "warning")
+
+
 @hookimpl
 def hammer_commands(register: Any) -> None:
+    register(CommandSpec(
+        "estimate", (Param("model", "model", "preset (qwen-7b, llama3-70b...) or hub id", required=True,
+                           positional=True),
+                     Param("tuner", "enum", "how to train", choices=("lora", "qlora", "full")),
+                     Param("task", "enum", "what to run", choices=("sft", "pt", "dpo", "infer")),
+                     Param("max_length", "int", "tokens per sample", min=16, max=1_048_576),
+                     Param("batch_size", "int", "samples per GPU per step", min=1, max=4096),
+                     Param("gpus", "int", "GPUs", min=1, max=1024),
+                     Param("zero", "enum", "DeepSpeed ZeRO stage", choices=("2", "3")),
+                     Param("tp", "int", "Megatron tensor parallel size", min=1, max=64),
+                     Param("pp", "int", "Megatron pipeline parallel size", min=1, max=64)),
+        help="GPU memory a job needs and the cheapest machine that fits", handle=_estimate, group="help",
+        examples=(".estimate qwen-7b-lora", ".estimate llama3-70b tuner=full gpus=8 zero=3")))
     register(CommandSpec("help", (Param("verb", "verb", "a command to explain", positional=True),),
                          help="list the commands, or explain one", handle=_help, group="help",
                          examples=(".help", ".help finetune")))

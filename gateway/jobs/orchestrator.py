@@ -133,11 +133,12 @@ class Orchestrator:
                     except Exception as exc:
                         log.error("job %s: cancel on %s failed: %s", job_id, job.placement.cloud, exc,
                                   extra={"job_id": job_id})
+            image = await self._collect(job)
             await self.store.transition(job, JobState.CANCELLED, reason)
         task = self._tasks.pop(job_id, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-        await self._finalize(job)
+        await self._finalize(job, image)
         return job
 
     async def _get(self, job_id: str) -> Job:
@@ -253,38 +254,45 @@ class Orchestrator:
                 extra = self.hints(job)
                 if extra:
                     job.error["hint"] = extra
+            image = await self._collect(job)
             await self.store.transition(job, state, reason)
         log.info("job %s %s: %s", job.id, state.value, reason, extra={"job_id": job.id, "state": state.value})
-        await self._finalize(job)
+        await self._finalize(job, image)
 
-    async def _finalize(self, job: Job) -> None:
-        """Artifacts to the store, the event archive, the report; then clean up the machine."""
+    async def _collect(self, job: Job) -> Path | None:
+        """Copy the job's artifacts into the artifact store; links go into job.result."""
         links: dict[str, str] = {}
         image: Path | None = None
         cloud = self.clouds.get(job.placement.cloud) if job.placement else None
         workdir = cloud.collect(job.placement) if cloud and job.placement else None
-        if self.artifacts is not None:
-            if workdir is not None:
-                for art in job.artifacts:
-                    path = workdir / str(art.get("path", ""))
-                    if art.get("path") and path.exists() and _inside(path, workdir):
-                        key = f"jobs/{job.id}/{art['name'] if path.is_dir() else path.name}"
-                        try:
-                            await self.artifacts.put(path, key)
-                            links[str(art["name"])] = await self.artifacts.url(key)
-                        except Exception as exc:
-                            log.error("job %s: storing %s failed: %s", job.id, art["name"], exc,
-                                      extra={"job_id": job.id})
-                    elif art.get("uri"):
-                        links[str(art["name"])] = str(art["uri"])
-                curve = workdir / "loss_curve.png"
-                image = curve if curve.exists() else None
-            await self._archive(job)
+        for art in job.artifacts:
+            if art.get("uri"):
+                links[str(art["name"])] = str(art["uri"])
+            if workdir is None or self.artifacts is None or not art.get("path"):
+                continue
+            path = workdir / str(art["path"])
+            if not path.exists() or not _inside(path, workdir):
+                continue
+            key = f"jobs/{job.id}/{art['name'] if path.is_dir() else path.name}"
+            try:
+                await self.artifacts.put(path, key)
+                links[str(art["name"])] = await self.artifacts.url(key)
+            except Exception as exc:
+                log.error("job %s: storing %s failed: %s", job.id, art["name"], exc, extra={"job_id": job.id})
+        if workdir is not None and (workdir / "loss_curve.png").is_file():
+            image = workdir / "loss_curve.png"
         job.result = {**(job.result or {}), "links": links}
-        await self.store.save(job)
+        return image
+
+    async def _finalize(self, job: Job, image: Path | None = None) -> None:
+        """The event archive, the final progress state and the report; then clean up."""
+        if self.artifacts is not None:
+            await self._archive(job)
+        links = dict((job.result or {}).get("links", {}))
         final = render.progress_message(job, time.time())
         report = render.report_message(job, {k: v for k, v in links.items() if k != "loss_curve"}, image)
         await self.notifier.finish(job, final, report)
+        cloud = self.clouds.get(job.placement.cloud) if job.placement else None
         if cloud is not None and job.placement is not None:
             try:
                 await cloud.cleanup(job.placement)
