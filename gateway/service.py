@@ -201,7 +201,7 @@ class Hammer:
         except CommandError as err:
             await adapter.reply(msg, render.error_message(err))
             return
-        if reply is not None:
+        if isinstance(reply, OutboundMessage):
             await adapter.reply(msg, reply)
 
     async def execute(self, text: str, actor: Any, conversation: Any, *, adapter: ChatAdapter | None = None,

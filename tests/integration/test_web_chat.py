@@ -1,0 +1,169 @@
+"""The web chat end to end, against a real gateway on 127.0.0.1: commands over the
+page's WebSocket, replies, live progress edits, buttons, and a headless browser."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import wait_for
+
+
+class Page:
+    """What the browser page does, over the same WebSocket protocol."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.frames.append(msg.json())
+
+    async def send(self, **obj: Any) -> None:
+        await self.ws.send_json(obj)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["type"] == kind]
+
+    def bot_messages(self) -> list[dict[str, Any]]:
+        return [f["message"] for f in self.frames if f["type"] in ("message", "edit") and f["message"]["kind"] == "bot"]
+
+
+async def open_page(session: aiohttp.ClientSession, url: str, name: str) -> Page:
+    page = Page(await session.ws_connect(url + "/ws"))
+    await page.send(type="hello", name=name)
+    await wait_for(lambda: page.of("welcome"), 5)
+    return page
+
+
+def fields(message: dict[str, Any]) -> dict[str, str]:
+    return dict(message["msg"]["fields"])
+
+
+async def test_command_reply_and_live_progress_over_the_websocket(make_hammer) -> None:
+    hammer = await make_hammer("[cloud.fake]\nsteps = 20\ninterval = 0.05\n")
+    url = hammer.services.public_url
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url + "/") as resp:
+            assert resp.status == 200 and "app.js" in await resp.text()
+        alice = await open_page(session, url, "alice")
+        watcher = await open_page(session, url, "bob")  # someone else in the room sees it too
+        await alice.send(type="command", text=".fakejob")
+        await wait_for(lambda: any(m["msg"].get("title", "").endswith("finished") for m in alice.bot_messages()), 20)
+
+        command_id = next(f["message"]["id"] for f in alice.of("message") if f["message"]["kind"] == "user")
+        created = [f["message"] for f in alice.of("message") if f["message"]["kind"] == "bot"]
+        progress_id = created[0]["id"]
+        assert created[0]["thread"] == command_id  # the job's messages are threaded under the command
+        edits = [f["message"] for f in alice.of("edit") if f["message"]["id"] == progress_id]
+        assert len(edits) >= 2
+        steps = [fields(e).get("Step") for e in edits if "Step" in fields(e)]
+        assert steps and steps[-1] == "20/20"
+        assert fields(edits[-1])["Phase"] == "succeeded"
+        assert edits[-1]["msg"]["buttons"] == []  # no Cancel once it ended
+        report = created[-1]
+        assert report["thread"] == command_id and "Final loss" in fields(report)
+        assert fields(report)["Adapter"].startswith(url + "/artifacts/jobs/")
+        async with session.get(fields(report)["Adapter"]) as resp:
+            assert resp.status == 200 and "adapter_config.json" in await resp.text()
+        async with session.get(url + report["msg"]["image"]) as resp:
+            assert resp.status == 200 and (await resp.read()).startswith(b"\x89PNG")
+        assert any(m["id"] == progress_id for m in watcher.bot_messages())
+
+
+async def test_cancel_button_works_for_the_requester_only(make_hammer) -> None:
+    hammer = await make_hammer("[cloud.fake]\nsteps = 400\ninterval = 0.05\n")
+    url = hammer.services.public_url
+    async with aiohttp.ClientSession() as session:
+        alice = await open_page(session, url, "alice")
+        mallory = await open_page(session, url, "mallory")
+        await alice.send(type="command", text=".fakejob")
+        await wait_for(lambda: any(m["msg"]["buttons"] for m in alice.bot_messages()), 10)
+        progress = next(m for m in alice.bot_messages() if m["msg"]["buttons"])
+        button = progress["msg"]["buttons"][0]
+        assert button["action_id"] == "cancel"
+        await mallory.send(type="click", action_id="cancel", value=button["value"], message_id=progress["id"])
+        await wait_for(lambda: mallory.of("ephemeral"), 5)
+        refusal = mallory.of("ephemeral")[0]["message"]["msg"]
+        assert "Only the person who started" in refusal["title"] + refusal["text"]
+        assert not alice.of("ephemeral")  # the refusal is private
+        await alice.send(type="click", action_id="cancel", value=button["value"], message_id=progress["id"])
+        await wait_for(lambda: any(fields(m).get("Phase") == "cancelled" for m in alice.bot_messages()), 10)
+        job = await hammer.store.get_job(button["value"])
+        assert job.state.value == "cancelled"
+
+
+async def test_malformed_command_gets_error_and_usage(make_hammer) -> None:
+    hammer = await make_hammer()
+    async with aiohttp.ClientSession() as session:
+        page = await open_page(session, hammer.services.public_url, "alice")
+        await page.send(type="command", text=".fakejob mode=sideways")
+        await wait_for(lambda: page.bot_messages(), 5)
+        msg = page.bot_messages()[0]["msg"]
+        assert msg["level"] == "error" and "sideways" in msg["title"] and "Usage: .fakejob" in msg["text"]
+        await page.send(type="command", text=".help")
+        await wait_for(lambda: len(page.bot_messages()) >= 2, 5)
+        assert ".finetune MODEL DATASET" in page.bot_messages()[1]["msg"]["text"]
+        await page.ws.send_str("not json")
+        await wait_for(lambda: page.of("ephemeral"), 5)
+
+
+async def test_token_protects_the_web_chat(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("HAMMER_WEB_TOKEN_TEST", "web-token-123456")
+    from gateway.config import parse_settings
+    from gateway.service import Hammer
+    from tests.conftest import hammer_toml
+    text = hammer_toml(tmp_path / "data")
+    text = text.replace('port = 0\n', 'port = 0\ntoken = "env:HAMMER_WEB_TOKEN_TEST"\n')
+    h = Hammer(parse_settings(text))
+    await h.start()
+    try:
+        url = h.services.public_url
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            async with session.get(url + "/") as resp:
+                assert resp.status == 401 and "token" in await resp.text()
+            async with session.get(url + "/healthz") as resp:
+                assert resp.status == 200
+            async with session.get(url + "/?token=web-token-123456") as resp:
+                assert resp.status == 200
+            async with session.ws_connect(url + "/ws") as ws:  # the cookie from the first visit
+                assert (await ws.receive_json(timeout=5))["type"] == "history"
+    finally:
+        await h.stop()
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+async def test_a_person_in_a_browser_runs_a_job_and_watches_it(make_hammer, tmp_path) -> None:
+    from playwright.async_api import async_playwright
+    hammer = await make_hammer("[cloud.fake]\nsteps = 30\ninterval = 0.05\n")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=_chromium(), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            page = await browser.new_page()
+            await page.goto(hammer.services.public_url + "/")
+            await page.fill("#name", "alice")
+            await page.click("#name-form button")
+            await page.fill("#text", ".fakejob")
+            await page.press("#text", "Enter")
+            await page.wait_for_selector("text=Job", timeout=10_000)
+            await page.wait_for_selector(".card.success h3:has-text('finished')", timeout=20_000)
+            await page.screenshot(path=str(tmp_path / "web-chat.png"))
+            text = await page.inner_text("#log")
+            assert "30/30" in text and "Final loss" in text and "succeeded" in text
+        finally:
+            await browser.close()
