@@ -60,6 +60,7 @@ class Store:
 
     async def open(self) -> Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        db: aiosqlite.Connection | None = None
         try:
             db = await aiosqlite.connect(self.path)
             db.row_factory = sqlite3.Row
@@ -70,6 +71,8 @@ class Store:
             await db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             await db.commit()
         except sqlite3.DatabaseError as exc:
+            if db is not None:
+                await db.close()  # its worker thread would keep the process alive
             raise StoreError(
                 f"{self.path} is not a hammer database ({exc}). Move it aside or point "
                 "store.path at another file; hammer will create a fresh one.") from None
