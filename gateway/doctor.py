@@ -31,6 +31,8 @@ async def run_checks(settings: Settings) -> list[Result]:
                 for name, msg in plugins.errors.items]
     services = Services(data_dir=settings.data_dir, public_url=settings.public_url, secret=resolve_secret,
                         http=web.Application(), settings=settings)
+    from gateway.service import build_command_table
+    services.extra["commands"] = build_command_table(plugins, settings)
     for section, registry in (("cloud", plugins.cloud_adapters()), ("chat", plugins.chat_adapters())):
         for name, cfg in settings.enabled(section).items():  # type: ignore[arg-type]
             factory = registry.get(name)

@@ -86,6 +86,7 @@ class Hammer:
         self.app = http.build_app(self)
         self.services = Services(data_dir=self.data_dir, public_url=settings.public_url,
                                  secret=config_mod.resolve_secret, http=self.app, settings=settings)
+        self.services.extra["commands"] = self.commands  # adapters build slash-command options from it
         self.artifacts: ArtifactStore | None = None
         self.clouds: dict[str, CloudAdapter] = {}
         self.chat: dict[str, ChatAdapter] = {}

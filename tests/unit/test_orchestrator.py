@@ -173,6 +173,7 @@ async def test_job_lost_while_gateway_was_down_is_failed_not_relaunched(make_ham
     await wait_for(lambda: job.state == JobState.RUNNING)
     await first.stop()
     await first.clouds["fake"].cancel(job.placement)
+    await wait_for(lambda: (Path(job.placement.handle["dir"]) / "exit_code").exists())
     import shutil
     shutil.rmtree(Path(job.placement.handle["dir"]))
     second = await make_hammer(data_dir=data)

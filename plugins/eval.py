@@ -1,0 +1,79 @@
+"""`eval`: score a model (or a fine-tune's adapter) on a standard benchmark with
+`swift eval` (EvalScope's native backend).
+
+Benchmarks are downloaded by EvalScope from ModelScope when the job starts, so an eval
+job always needs the network, even for the local demo model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.commands import CommandSpec, Param
+from gateway.hookspecs import hookimpl
+from gateway.model import JobSpec
+from plugins._common import (
+    ADAPTER,
+    GPUS,
+    HUB,
+    OUTPUT_DIR,
+    Argv,
+    JobContext,
+    SpecParts,
+    extra_flags,
+    model_and_adapter,
+)
+
+#: EvalScope native benchmarks hammer offers (names as `--eval_dataset` takes them).
+BENCHMARKS = ("gsm8k", "arc", "mmlu", "cmmlu", "ceval", "hellaswag", "truthful_qa", "humaneval", "bbh",
+              "iquiz")
+EVAL_DIR = f"{OUTPUT_DIR}/eval"
+
+PARAMS: tuple[Param, ...] = (
+    Param("model", "model", "model preset or hub id (optional with adapter=)", positional=True),
+    Param("benchmark", "enum", "which benchmark", choices=BENCHMARKS, default="gsm8k"),
+    Param("limit", "int", "questions to ask (default 100; 10 for demo)", min=1, max=100_000),
+    ADAPTER, GPUS, HUB,
+)
+
+
+def build_job(command: Any, ctx: JobContext) -> JobSpec:
+    a = command.args
+    hub = a.get("hub", "modelscope")
+    model, prior = model_and_adapter(command, ctx, hub)
+    gpus = int(a["gpus"]) if a.get("gpus") is not None else model.preset.default_gpus
+    argv = Argv("swift", "eval")
+    parts = SpecParts(task="eval", model_ref=model.ref, argv=argv, gpus=gpus)
+    parts.add_model(model)
+    argv.extend(model.flags())
+    if prior is not None:
+        parts.add_prior(prior)
+        if prior.is_adapter:
+            argv.opt("adapters", [prior.checkpoint])
+    argv.extend(parts.hub_flags(hub))
+    benchmark = a.get("benchmark", "gsm8k")
+    limit = int(a.get("limit") or (10 if model.local else 100))
+    argv.extend([("torch_dtype", model.preset.torch_dtype), ("infer_backend", "transformers"),
+                 ("eval_backend", "Native"), ("eval_dataset", [benchmark]), ("eval_limit", limit),
+                 ("eval_output_dir", EVAL_DIR), ("temperature", 0.0),
+                 ("max_length", model.preset.max_length)])
+    argv.items.extend(extra_flags(command, ctx))
+    # EvalScope fetches the benchmark itself, from ModelScope.
+    parts.needs_network = True
+    parts.add_hub("modelscope")
+    parts.params.update({"hub": hub, "benchmark": benchmark, "eval_limit": limit, "eval_dir": EVAL_DIR,
+                         "max_length": model.preset.max_length})
+    return parts.build(ctx)
+
+
+EVAL = CommandSpec(
+    verb="eval", aliases=("evaluate", "bench"), params=PARAMS,
+    help="Score a model or a fine-tune on a benchmark (EvalScope via swift eval).",
+    examples=(".eval qwen-7b benchmark=gsm8k limit=200", ".eval adapter=3f9c2a1b benchmark=ceval"),
+    build_job=build_job,
+)
+
+
+@hookimpl
+def hammer_commands(register: Any) -> None:
+    register(EVAL)
