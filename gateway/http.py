@@ -1,7 +1,8 @@
 """hammer's aiohttp server: health, metrics, the REST API, and the routes adapters add
 (the web chat at `/`, Slack's `/slack/events`, artifacts at `/artifacts/`).
 
-When `http.token` is set every route but `/healthz` and signed webhooks needs it, as
+When `http.token` is set every route but `/healthz` and signed webhooks (paths adapters
+list in `services.extra["open_paths"]`; they check their own signatures) needs it, as
 `Authorization: Bearer TOKEN`, a `hammer_token` cookie, or `?token=` once (which sets the
 cookie). It binds 127.0.0.1 unless configured, and refuses to bind elsewhere without one.
 """
@@ -40,7 +41,7 @@ def build_app(hammer: Hammer) -> web.Application:
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not token or request.path in OPEN_PATHS:
+        if not token or request.path in OPEN_PATHS or request.path in hammer.services.extra.get("open_paths", ()):
             return await handler(request)
         given = (request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
                  or request.cookies.get("hammer_token", "") or request.query.get("token", ""))

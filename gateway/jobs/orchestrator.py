@@ -20,7 +20,7 @@ from typing import Any
 from gateway import logs, render
 from gateway.contracts import ArtifactStore, CloudAdapter
 from gateway.jobs.notifier import ProgressNotifier
-from gateway.model import ErrorKind, Job, JobSpec, JobState, OutboundMessage, SandboxEvent
+from gateway.model import ErrorKind, Job, JobSpec, JobState, OutboundMessage, Placement, SandboxEvent
 from gateway.store import Store
 
 log = logging.getLogger("hammer.jobs")
@@ -71,7 +71,12 @@ class Orchestrator:
                              "Enable it again in the config and restart, or cancel the job.")
             return
         if job.placement is None:
-            # We crashed between asking for a machine and recording where it is.
+            # We crashed between asking for a machine and recording where it is: remove
+            # whatever the adapter can find by the job's id, then say so.
+            try:
+                await cloud.cleanup(Placement(job.spec.cloud, job.id, {}))
+            except Exception as exc:
+                log.warning("job %s: cleaning up a half-launched job: %s", job.id, exc, extra={"job_id": job.id})
             await self._fail(job, ErrorKind.INTERNAL, "the gateway stopped while launching this job",
                              "Run the command again; nothing of this job was left running.")
             return

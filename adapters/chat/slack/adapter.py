@@ -81,6 +81,8 @@ class SlackAdapter:
                 raise SlackSetupError("chat.slack.mode = \"http\" needs hammer's HTTP server", "no_http",
                                       "run hammer with its [http] server, or use mode = \"socket\"")
             services.http.router.add_post(self.cfg.events_path, self._on_http)
+            # Slack signs these requests (checked by bolt); the web token must not block them.
+            services.extra.setdefault("open_paths", set()).add(self.cfg.events_path)
 
     # -- lifecycle -----------------------------------------------------------------------
     def _secret(self, key: str) -> str:
