@@ -311,6 +311,9 @@ async def build_image(
     built = await image_labels(tag)
     if built is None:
         raise ImageError(f"docker build finished but {tag} is not there", "run the build again")
+    if existing and existing[0] != built[0]:
+        # The image this tag named before is now untagged; drop it unless a container uses it.
+        await run(["docker", "image", "rm", existing[0]], capture=True, limit_s=120)
     seconds = time.monotonic() - started
     progress(f"image: {tag} built in {seconds:.0f} s ({built[2] / 2**30:.1f} GiB)")
     return BuildResult(tag, built[0], base_name, digest, False, seconds, built[2], install_torch, house)
