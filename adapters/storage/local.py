@@ -33,6 +33,14 @@ def _safe_key(key: str) -> PurePosixPath:
     return p
 
 
+def _shareable(path: Path) -> None:
+    """Artifacts are for sharing (a link in chat, a later job's read-only mount): files
+    0644, directories 0755, whatever mode the job wrote them with (trainers write 0600)."""
+    items = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for item in items:
+        item.chmod(0o755 if item.is_dir() else 0o644)
+
+
 class LocalArtifactStore:
     name = "local"
     config_model = LocalStoreConfig
@@ -65,6 +73,7 @@ class LocalArtifactStore:
                 tmp.replace(dest)
 
         await asyncio.to_thread(copy)
+        await asyncio.to_thread(_shareable, dest)
         return dest.as_uri()
 
     async def url(self, key: str, expires: float = 7 * 24 * 3600) -> str:

@@ -91,7 +91,7 @@ async def test_finetune_demo_through_the_web_chat(make_hammer, cache_dir: Path, 
     cmd = ["docker", "run", "--rm", "--network", "none", "--user", "1000:1000", "--read-only",
            "--tmpfs", "/tmp", "-v", f"{cache_dir}:/cache", "-v", f"{adapter_dir}:/adapter:ro",
            "-e", "HF_HUB_OFFLINE=1", "--entrypoint", "swift", IMAGE, "infer", "--model", "/cache/models/demo",
-           "--model_type", "qwen2", "--template", "qwen2_5", "--check_model", "false", "--adapters", "/adapter",
+           "--model_type", "qwen2", "--template", "qwen2_5", "--adapters", "/adapter",
            "--val_dataset", "/cache/datasets/demo.jsonl#2", "--max_new_tokens", "8", "--result_path", "/tmp/r.jsonl"]
     r = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -101,7 +101,7 @@ async def test_cancel_mid_training_leaves_no_container(make_hammer, cache_dir: P
     hammer = await make_hammer(docker_toml(cache_dir), cloud="docker")
     from gateway.model import Actor, Conversation
     alice = Actor("web", "alice")
-    job = await hammer.execute(".finetune demo-lora demo epochs=200", alice, Conversation("web", "main"))
+    job = await hammer.execute(".finetune demo-lora demo epochs=100", alice, Conversation("web", "main"))
     await wait_for(lambda: job.progress.get("step", 0) >= 2, timeout=300, interval=0.2)
     assert len(containers(job.id)) == 1
     await hammer.execute(f".cancel {job.id}", alice, Conversation("web", "main"))
@@ -126,7 +126,7 @@ async def test_hardening_flags_of_a_running_job(make_hammer, cache_dir: Path) ->
     hammer = await make_hammer(docker_toml(cache_dir), cloud="docker")
     from gateway.model import Actor, Conversation
     alice = Actor("web", "alice")
-    job = await hammer.execute(".finetune demo-lora demo epochs=200", alice, Conversation("web", "main"))
+    job = await hammer.execute(".finetune demo-lora demo epochs=100", alice, Conversation("web", "main"))
     await wait_for(lambda: containers(job.id), timeout=120, interval=0.2)
     info = json.loads(subprocess.run(["docker", "inspect", containers(job.id)[0]], capture_output=True, text=True,
                                      timeout=30).stdout)[0]
