@@ -226,7 +226,8 @@ async def jobs(settings: Settings, limit: int, *, as_json: bool) -> int:
         return 0
     table = Table("id", "state", "what", "who", "age")
     for j in items:
-        table.add_row(j.id, j.state.value, render.describe(j), j.requester_key, render.duration(time.time() - j.created_at))
+        age = render.duration(time.time() - j.created_at)
+        table.add_row(j.id, j.state.value, render.describe(j), j.requester_key, age)
     out.print(table)
     return 0
 
@@ -272,8 +273,15 @@ async def image(args: Any) -> int:
             name = await build.build_base(args.tag)
             out.print(f"base image {name} is ready", markup=False)
         else:
-            result = await build.build_image(args.tag, args.base, force=args.force)
-            out.print(str(result), markup=False)
+            data_dir = None
+            try:
+                data_dir = load_settings(os.environ.get("HAMMER_CONFIG") or None).data_dir
+            except ConfigError:
+                pass
+            r = await build.build_image(args.tag, args.base, force=args.force, data_dir=data_dir)
+            state = "up to date (inputs unchanged)" if r.cached else f"built in {r.seconds:.0f} s"
+            out.print(f"{r.tag}: {state}; {r.size_bytes / 1e9:.2f} GB, base {r.base}, inputs {r.inputs_hash[:12]}",
+                      markup=False)
     except build.ImageError as exc:
         return _die(f"{exc.message}\n{exc.hint}".strip())
     return 0

@@ -29,7 +29,7 @@ _KEY = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}"
 _HUB_ID = re.compile(rf"{_NAME}/{_NAME}")
 _PRESET = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-_DATASET = re.compile(rf"(?:{_NAME}/{_NAME}|[a-z0-9][a-z0-9._-]{{0,63}}|upload:[A-Za-z0-9][A-Za-z0-9._-]{{0,95}})(?:#[0-9]{{1,7}})?")
+_DATASET = re.compile(rf"(?:{_NAME}/{_NAME}|[a-z0-9][a-z0-9._-]{{0,63}}|upload:{_NAME})(?:#[0-9]{{1,7}})?")
 _JOB_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,39}")
 _TUNER_SUFFIXES = ("qlora", "lora", "full")
 _TRUE = {"true", "yes", "on", "1"}
@@ -90,8 +90,8 @@ class Param:
             if raw.lower() in self.choices:
                 return raw.lower()
             close = difflib.get_close_matches(raw.lower(), self.choices, n=1)
-            raise CommandError("bad_value", f"{self.name}={raw!r} is not one of {', '.join(self.choices)}.",
-                               f"Did you mean {self.name}={close[0]}?" if close else f"Use {self.name}={self.placeholder()}.")
+            hint = f"Did you mean {self.name}={close[0]}?" if close else f"Use {self.name}={self.placeholder()}."
+            raise CommandError("bad_value", f"{self.name}={raw!r} is not one of {', '.join(self.choices)}.", hint)
         if self.kind == "bool":
             if raw.lower() in _TRUE | _FALSE:
                 return raw.lower() in _TRUE
@@ -257,7 +257,8 @@ class CommandTable:
             inner_cmd = self.parse(inner, actor, conversation)
             if self.specs[inner_cmd.verb].build_job is None:
                 raise CommandError("not_a_job", f"{self.prefix}{inner_cmd.verb} starts no job, so there is "
-                                   "nothing to plan.", f"Plan a job command, e.g. {self.prefix}plan finetune demo-lora demo")
+                                   "nothing to plan.",
+                                   f"Plan a job command, e.g. {self.prefix}plan finetune demo-lora demo")
             args["command"] = inner_cmd
             return Command(spec.verb, args, text, actor, conversation)
         self._bind(spec, tokens[1:], args)

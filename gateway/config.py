@@ -226,7 +226,8 @@ def resolve_secret(ref: str) -> str:
     if kind == "env":
         value = os.environ.get(target)
         if value is None:
-            raise ValueError(f"secret {ref}: environment variable {target} is not set; export it before starting hammer")
+            raise ValueError(f"secret {ref}: environment variable {target} is not set; "
+                             "export it before starting hammer")
     elif kind == "file":
         try:
             value = Path(os.path.expanduser(target)).read_text(encoding="utf-8").strip()

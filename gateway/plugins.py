@@ -124,7 +124,7 @@ class Plugins:
             plugin_name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
             batch: list[tuple[Any, ...]] = []
             try:
-                impl.function(lambda *args: batch.append(args))
+                impl.function(lambda *args, _batch=batch: _batch.append(args))
             except Exception as exc:
                 log.error("plugin %s raised in %s: %s", plugin_name, hook_name, exc)
                 self.errors.add(plugin_name, f"{hook_name} raised: {exc}")

@@ -99,7 +99,8 @@ class Store:
         await self.db.execute(
             "INSERT INTO jobs (id, state, requester, created_at, updated_at, spec, data) VALUES (?,?,?,?,?,?,?)",
             (spec.id, state.value, job.requester_key, now, now, spec.to_json(), _data_json(job)))
-        await self.db.execute("INSERT INTO transitions VALUES (?,?,?,?,?)", (spec.id, now, None, state.value, "created"))
+        await self.db.execute("INSERT INTO transitions VALUES (?,?,?,?,?)",
+                              (spec.id, now, None, state.value, "created"))
         await self.db.commit()
         return job
 

@@ -15,6 +15,7 @@ import pytest
 from gateway.config import parse_settings
 from gateway.service import Hammer
 
+
 def hammer_toml(data_dir: Path, extra: str = "", *, web: bool = True, cloud: str = "fake") -> str:
     """A config for tests: loopback, port 0, the fake cloud by default."""
     parts = [

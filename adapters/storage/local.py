@@ -47,7 +47,8 @@ class LocalArtifactStore:
 
     def __init__(self, config: Mapping[str, Any], services: Services) -> None:
         settings = services.settings
-        root = config.get("path") or (settings.artifacts_dir if settings is not None else services.data_dir / "artifacts")
+        default = settings.artifacts_dir if settings is not None else services.data_dir / "artifacts"
+        root = config.get("path") or default
         self.root = Path(root).expanduser()
         self.public_url = services.public_url.rstrip("/")
         if services.http is not None:

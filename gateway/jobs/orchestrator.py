@@ -334,7 +334,8 @@ class Orchestrator:
             limits = job.spec.limits
             started = job.started_at or job.created_at
             if now - started > limits.max_runtime_s:
-                await self.time_out(job, f"the job ran longer than its limit of {render.duration(limits.max_runtime_s)}",
+                limit = render.duration(limits.max_runtime_s)
+                await self.time_out(job, f"the job ran longer than its limit of {limit}",
                                     "Train for fewer epochs or steps, or ask an admin to raise jobs.max_runtime.")
             elif job.state == JobState.RUNNING and now - (job.last_progress_at or started) > limits.idle_timeout_s:
                 await self.time_out(job, f"no progress for {render.duration(limits.idle_timeout_s)}",

@@ -128,8 +128,9 @@ async def test_hardening_flags_of_a_running_job(make_hammer, cache_dir: Path) ->
     alice = Actor("web", "alice")
     job = await hammer.execute(".finetune demo-lora demo epochs=100", alice, Conversation("web", "main"))
     await wait_for(lambda: containers(job.id), timeout=120, interval=0.2)
-    info = json.loads(subprocess.run(["docker", "inspect", containers(job.id)[0]], capture_output=True, text=True,
-                                     timeout=30).stdout)[0]
+    inspect = await asyncio.to_thread(subprocess.run, ["docker", "inspect", containers(job.id)[0]],
+                                      capture_output=True, text=True, timeout=30)
+    info = json.loads(inspect.stdout)[0]
     host = info["HostConfig"]
     assert info["Config"]["User"] in ("1000", "1000:1000")
     assert host["CapDrop"] == ["ALL"] or host["CapDrop"] == ["all"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway import hookspecs
 from gateway.hookspecs import hookimpl
-from gateway.plugins import PluginSelection, Plugins, load_plugins
+from gateway.plugins import Plugins, PluginSelection, load_plugins
 
 ROOT = Path(__file__).resolve().parents[2]
 
