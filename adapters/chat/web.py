@@ -42,6 +42,8 @@ log = logging.getLogger("hammer.chat.web")
 ROOM = "main"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 MAX_FRAME = 8 * 1024
+MAX_UPLOAD = 64 * 1024 * 1024
+_UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}\.jsonl?")
 
 
 class WebConfig(BaseModel):
@@ -90,6 +92,8 @@ class WebChatAdapter:
             app.router.add_get("/ws", self._socket)
             app.router.add_get("/web/static/{name}", self._static)
             app.router.add_get("/web/images/{image_id}", self._image)
+            app.router.add_post("/web/upload", self._upload)
+        self.uploads_dir = services.data_dir / "uploads"
 
     # -- ChatAdapter ------------------------------------------------------------------------
     async def start(self, inbox: asyncio.Queue[InboxItem]) -> None:
@@ -168,6 +172,39 @@ class WebChatAdapter:
         if path is None or not path.is_file():
             raise web.HTTPNotFound(text="image no longer available")
         return web.FileResponse(path)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """A dataset file for `upload:NAME` (multipart field `file`), announced in the room."""
+        try:
+            reader = await request.multipart()
+            part = await reader.next()
+        except (ValueError, AssertionError):
+            part = None
+        if part is None or getattr(part, "name", None) != "file" or not part.filename:  # type: ignore[union-attr]
+            return web.json_response({"ok": False, "error": "send the file as multipart field 'file'"}, status=400)
+        name = Path(part.filename).name  # type: ignore[union-attr]
+        if not _UPLOAD_NAME.fullmatch(name):
+            return web.json_response({"ok": False, "error": f"{name!r}: use a name of letters, digits, '.', '_' "
+                                      "or '-' ending in .jsonl or .json"}, status=400)
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.uploads_dir / f".{name}.partial"
+        size = 0
+        with tmp.open("wb") as f:
+            while chunk := await part.read_chunk(1 << 16):  # type: ignore[union-attr]
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    f.close()
+                    tmp.unlink(missing_ok=True)
+                    return web.json_response({"ok": False, "error": f"{name} is larger than "
+                                              f"{MAX_UPLOAD >> 20} MiB"}, status=413)
+                f.write(chunk)
+        tmp.chmod(0o644)
+        tmp.replace(self.uploads_dir / name)
+        who = str(request.query.get("name", ""))[:32] or "someone"
+        await self.send(Conversation("web", ROOM), OutboundMessage(
+            title=f"{who} uploaded {name} ({size:,} bytes)",
+            text=f"Train on it with: .finetune demo-lora upload:{name}", level="success"))
+        return web.json_response({"ok": True, "ref": f"upload:{name}", "bytes": size})
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME)

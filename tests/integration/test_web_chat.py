@@ -167,3 +167,28 @@ async def test_a_person_in_a_browser_runs_a_job_and_watches_it(make_hammer, tmp_
             assert "30/30" in text and "Final loss" in text and "succeeded" in text
         finally:
             await browser.close()
+
+
+async def test_uploading_a_dataset_makes_it_usable_as_upload_ref(make_hammer) -> None:
+    hammer = await make_hammer()
+    url = hammer.services.public_url
+    rows = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+    async with aiohttp.ClientSession() as session:
+        page = await open_page(session, url, "alice")
+        form = aiohttp.FormData()
+        form.add_field("file", rows * 3, filename="faq.jsonl", content_type="application/jsonl")
+        async with session.post(url + "/web/upload?name=alice", data=form) as resp:
+            assert resp.status == 200 and (await resp.json())["ref"] == "upload:faq.jsonl"
+        await wait_for(lambda: any("faq.jsonl" in m["msg"]["title"] for m in page.bot_messages()), 5)
+        assert (hammer.data_dir / "uploads" / "faq.jsonl").read_bytes() == rows * 3
+        planned = await hammer.plan(hammer.commands.parse(".finetune demo-lora upload:faq.jsonl", *_who()))
+        assert any(m.target.startswith("/data/") for m in planned.spec.mounts)
+        bad = aiohttp.FormData()
+        bad.add_field("file", b"x", filename="../../evil.sh")
+        async with session.post(url + "/web/upload", data=bad) as resp:
+            assert resp.status == 400 and "jsonl" in (await resp.json())["error"]
+
+
+def _who() -> tuple[Any, Any]:
+    from gateway.model import Actor, Conversation
+    return Actor("web", "alice"), Conversation("web", "main")

@@ -105,4 +105,15 @@ composer.onsubmit = (e) => {
   if (input.value.trim()) send({type: "command", text: input.value});
   input.value = "";
 };
+document.getElementById("file").onchange = async (e) => {
+  const file = e.target.files[0];
+  if (!file) return;
+  const body = new FormData();
+  body.append("file", file);
+  const resp = await fetch("/web/upload?name=" + encodeURIComponent(myName), {method: "POST", body});
+  const data = await resp.json().catch(() => ({ok: false, error: "upload failed"}));
+  if (!data.ok) place({id: "u" + Date.now(), kind: "bot", author: "hammer", ts: Date.now() / 1000, ephemeral: true,
+                       msg: {title: data.error, level: "error"}});
+  e.target.value = "";
+};
 connect();
