@@ -377,3 +377,22 @@ def gpu_count(command: Any, model: ResolvedModel) -> int:
 def multi_gpu_env(gpus: int) -> dict[str, str]:
     """ms-swift starts torchrun itself when NPROC_PER_NODE is set (one process per GPU)."""
     return {"NPROC_PER_NODE": str(gpus)} if gpus > 1 else {}
+
+
+def model_job(command: Any, ctx: JobContext, verb: str, hub: str) -> tuple[Any, Argv, SpecParts]:
+    """The opening shared by verbs that run a model, optionally with an earlier job's
+    adapter (`swift infer`, `swift eval`): model flags, the prior job's mount and adapter,
+    hub flags. Returns (model, argv, parts) for the verb to add its own options."""
+    a = command.args
+    model, prior = model_and_adapter(command, ctx, hub)
+    gpus = int(a["gpus"]) if a.get("gpus") is not None else model.preset.default_gpus
+    argv = Argv("swift", verb)
+    parts = SpecParts(task=verb, model_ref=model.ref, argv=argv, gpus=gpus)
+    parts.add_model(model)
+    argv.extend(model.flags())
+    if prior is not None:
+        parts.add_prior(prior)
+        if prior.is_adapter:
+            argv.opt("adapters", [prior.checkpoint])
+    argv.extend(parts.hub_flags(hub))
+    return model, argv, parts

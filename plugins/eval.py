@@ -17,11 +17,9 @@ from plugins._common import (
     GPUS,
     HUB,
     OUTPUT_DIR,
-    Argv,
     JobContext,
-    SpecParts,
     extra_flags,
-    model_and_adapter,
+    model_job,
 )
 
 #: EvalScope native benchmarks hammer offers (names as `--eval_dataset` takes them).
@@ -40,17 +38,7 @@ PARAMS: tuple[Param, ...] = (
 def build_job(command: Any, ctx: JobContext) -> JobSpec:
     a = command.args
     hub = a.get("hub", "modelscope")
-    model, prior = model_and_adapter(command, ctx, hub)
-    gpus = int(a["gpus"]) if a.get("gpus") is not None else model.preset.default_gpus
-    argv = Argv("swift", "eval")
-    parts = SpecParts(task="eval", model_ref=model.ref, argv=argv, gpus=gpus)
-    parts.add_model(model)
-    argv.extend(model.flags())
-    if prior is not None:
-        parts.add_prior(prior)
-        if prior.is_adapter:
-            argv.opt("adapters", [prior.checkpoint])
-    argv.extend(parts.hub_flags(hub))
+    model, argv, parts = model_job(command, ctx, "eval", hub)
     benchmark = a.get("benchmark", "gsm8k")
     limit = int(a.get("limit") or (10 if model.local else 100))
     argv.extend([("torch_dtype", model.preset.torch_dtype), ("infer_backend", "transformers"),

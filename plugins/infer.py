@@ -20,11 +20,9 @@ from plugins._common import (
     HUB,
     OUTPUT_DIR,
     SYSTEM,
-    Argv,
     JobContext,
-    SpecParts,
     extra_flags,
-    model_and_adapter,
+    model_job,
     multi_gpu_env,
 )
 
@@ -45,17 +43,8 @@ PARAMS: tuple[Param, ...] = (
 def build_job(command: Any, ctx: JobContext) -> JobSpec:
     a = command.args
     hub = a.get("hub", "modelscope")
-    model, prior = model_and_adapter(command, ctx, hub)
-    gpus = int(a["gpus"]) if a.get("gpus") is not None else model.preset.default_gpus
-    argv = Argv("swift", "infer")
-    parts = SpecParts(task="infer", model_ref=model.ref, argv=argv, gpus=gpus)
-    parts.add_model(model)
-    argv.extend(model.flags())
-    if prior is not None:
-        parts.add_prior(prior)
-        if prior.is_adapter:
-            argv.opt("adapters", [prior.checkpoint])
-    argv.extend(parts.hub_flags(hub))
+    model, argv, parts = model_job(command, ctx, "infer", hub)
+    gpus = parts.gpus
     max_new = int(a.get("max_new_tokens") or (64 if model.local else 512))
     argv.extend([("torch_dtype", model.preset.torch_dtype), ("infer_backend", "transformers"),
                  ("val_dataset", [PROMPTS_FILE]), ("result_path", RESULT_FILE), ("max_new_tokens", max_new),
