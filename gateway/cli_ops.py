@@ -122,6 +122,12 @@ async def plan(settings: Settings, text: str, *, as_json: bool) -> int:
     table = Table(show_header=False, box=None)
     for k in ("task", "model", "datasets", "cloud", "image", "resources", "limits"):
         table.add_row(k, json.dumps(d["job"][k]) if not isinstance(d["job"][k], str) else d["job"][k])
+    est = d.get("estimate") or {}
+    if est.get("per_gpu_gib") is not None:
+        table.add_row("gpu memory", f"~{est['per_gpu_gib']:.1f} GiB per GPU x {est.get('gpus', 1)}")
+        rec = est.get("recommendation")
+        table.add_row("cheapest machine", f"{rec['cloud']} {rec['instance_type']} ({rec['gpu_count']}x {rec['gpu']}, "
+                      f"${rec['price_per_hour']}/h)" if rec else f"none fits: {est.get('reason', '')}")
     out.print(table)
     out.print("argv: " + " ".join(planned.spec.argv), markup=False)
     return 0

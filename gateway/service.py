@@ -233,13 +233,20 @@ class Hammer:
         planned = Planned(cmd, job_spec, None)
         est = await self._estimate(job_spec)
         if est is not None:
-            instances = list(await self._instances())
+            # The cheapest machine in the whole catalog (what the job needs), and whether the
+            # cloud it would run on now can hold it (what `launch` checks).
             try:
-                plan = await asyncio.to_thread(estimate_mod.pick, est, instances=instances or None,
-                                               headroom=self.settings.jobs.headroom)
+                plan = await asyncio.to_thread(estimate_mod.pick, est, headroom=self.settings.jobs.headroom)
                 planned.estimate = plan.to_dict()
             except estimate_mod.EstimateError as exc:
                 planned.estimate = {**est.to_dict(), "recommendation": None, "reason": exc.message}
+            if job_spec.cloud in self.clouds:
+                try:
+                    await self.check_fit(job_spec, est)
+                    planned.estimate["fits_target"] = True
+                except CommandError as err:
+                    planned.estimate["fits_target"] = False
+                    planned.estimate["target_problem"] = err.message
         return planned
 
     async def _estimate(self, spec: JobSpec) -> Any:
@@ -250,19 +257,9 @@ class Hammer:
         except (estimate_mod.EstimateError, TypeError, ValueError):
             return None
 
-    async def _instances(self) -> list[Any]:
-        """Machines the enabled clouds can start, plus the catalog's for clouds that are on."""
-        found: list[Any] = []
-        for cloud in self.clouds.values():
-            try:
-                found += await cloud.catalog()
-            except Exception as exc:
-                log.warning("catalog of %s unavailable: %s", cloud.name, exc)
-        return found
-
-    async def check_fit(self, spec: JobSpec) -> None:
+    async def check_fit(self, spec: JobSpec, est: Any = None) -> None:
         """Refuse, before anything starts, a job that cannot fit the machine it would get."""
-        est = await self._estimate(spec)
+        est = est if est is not None else await self._estimate(spec)
         cloud = self.clouds.get(spec.cloud)
         if est is None or cloud is None:
             return

@@ -94,8 +94,12 @@ async def _plan(cmd: Command, hammer: Any) -> OutboundMessage:
         fields.append(("GPU memory", f"{est['per_gpu_gib']:.1f} GiB per GPU"))
     rec = est.get("recommendation") or {}
     if rec:
-        fields.append(("Machine", f"{rec.get('cloud')} {rec.get('instance_type')} "
-                                  f"({rec.get('gpu_count')}x {rec.get('gpu')}, ${rec.get('price_per_hour')}/h)"))
+        hw = f"{rec.get('gpu_count')}x {rec.get('gpu')}, ${rec.get('price_per_hour')}/h"
+        fields.append(("Cheapest machine", f"{rec.get('cloud')} {rec.get('instance_type')} ({hw})"))
+    elif est.get("reason"):
+        fields.append(("Cheapest machine", f"none fits: {est['reason']}"))
+    if est.get("fits_target") is False:
+        fields.append((f"On {spec.cloud}", f"does not fit: {est.get('target_problem', '')}"))
     return OutboundMessage(title="Plan (nothing was started)", text="Command line: " + " ".join(spec.argv),
                            fields=tuple(fields))
 

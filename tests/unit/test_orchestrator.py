@@ -189,3 +189,25 @@ async def test_a_store_file_that_is_not_a_database_gets_a_clear_error(tmp_path: 
     with pytest.raises(StoreError) as err:
         await Store(bad).open()
     assert "not a hammer database" in str(err.value) and "store.path" in str(err.value)
+
+
+async def test_a_job_that_cannot_fit_the_machine_is_refused_before_anything_starts(make_hammer):
+    hammer = await make_hammer()  # the fake cloud offers one CPU-only machine
+    with pytest.raises(CommandError) as err:
+        await hammer.execute(".finetune qwen-7b-lora alpaca-zh", ALICE, CONV)
+    assert err.value.code == "does_not_fit"
+    assert "19." in err.value.message and "GiB" in err.value.message  # the estimated need
+    assert "QLoRA" in err.value.hint  # and the alternatives
+    assert await hammer.store.list_jobs() == [] and hammer.clouds["fake"].launched == []
+    job = await run_cmd(hammer, ".finetune demo-lora demo")  # the tiny demo model fits a CPU
+    await wait_for(lambda: hammer.clouds["fake"].launched == [job.id])
+
+
+async def test_plan_shows_the_estimate_and_the_machine(make_hammer):
+    hammer = await make_hammer()
+    reply = await hammer.execute(".plan finetune qwen-7b-lora alpaca-zh epochs=2", ALICE, CONV)
+    shown = dict(reply.fields)
+    assert "GiB per GPU" in shown["GPU memory"] and "L4" in shown["Cheapest machine"]
+    assert shown["On fake"].startswith("does not fit")
+    assert "swift sft" in reply.text and "--tuner_type lora" in reply.text
+    assert await hammer.store.list_jobs() == []
