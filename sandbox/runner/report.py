@@ -58,6 +58,15 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def smooth(values: Sequence[float], weight: float = 0.8) -> list[float]:
+    """TensorBoard-style exponential moving average, debiased so the start is not pulled to 0."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, start=1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight**i))
+    return out
+
+
 def plot_loss_curve(
     path: Path,
     losses: Sequence[tuple[int, float]],
@@ -77,14 +86,19 @@ def plot_loss_curve(
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     try:
         steps, values = zip(*points, strict=True)
+        noisy = len(points) >= 10
         ax.plot(
             steps,
             values,
             marker="o" if len(points) <= 30 else None,
             markersize=3,
-            linewidth=1.5,
+            linewidth=1.0 if noisy else 1.5,
+            alpha=0.35 if noisy else 1.0,
             label="train loss",
         )
+        if noisy:
+            # Per-batch loss is noisy on small batches; the trend is what people read.
+            ax.plot(steps, smooth(values), linewidth=2.0, color="C0", label="smoothed")
         eval_points = [
             (e.get("step"), e.get("eval_loss"))
             for e in evals
