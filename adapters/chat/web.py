@@ -17,15 +17,16 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway import uploads
 from gateway.contracts import InboxItem, Services
 from gateway.hookspecs import hookimpl
 from gateway.model import (
@@ -42,8 +43,6 @@ log = logging.getLogger("hammer.chat.web")
 ROOM = "main"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 MAX_FRAME = 8 * 1024
-MAX_UPLOAD = 64 * 1024 * 1024
-_UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}\.jsonl?")
 
 
 class WebConfig(BaseModel):
@@ -180,30 +179,19 @@ class WebChatAdapter:
             part = await reader.next()
         except (ValueError, AssertionError):
             part = None
-        if part is None or getattr(part, "name", None) != "file" or not part.filename:  # type: ignore[union-attr]
+        if not isinstance(part, BodyPartReader) or part.name != "file" or not part.filename:
             return web.json_response({"ok": False, "error": "send the file as multipart field 'file'"}, status=400)
-        name = Path(part.filename).name  # type: ignore[union-attr]
-        if not _UPLOAD_NAME.fullmatch(name):
-            return web.json_response({"ok": False, "error": f"{name!r}: use a name of letters, digits, '.', '_' "
-                                      "or '-' ending in .jsonl or .json"}, status=400)
-        self.uploads_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.uploads_dir / f".{name}.partial"
-        size = 0
-        with tmp.open("wb") as f:
-            while chunk := await part.read_chunk(1 << 16):  # type: ignore[union-attr]
-                size += len(chunk)
-                if size > MAX_UPLOAD:
-                    f.close()
-                    tmp.unlink(missing_ok=True)
-                    return web.json_response({"ok": False, "error": f"{name} is larger than "
-                                              f"{MAX_UPLOAD >> 20} MiB"}, status=413)
-                f.write(chunk)
-        tmp.chmod(0o644)
-        tmp.replace(self.uploads_dir / name)
-        who = str(request.query.get("name", ""))[:32] or "someone"
-        await self.send(Conversation("web", ROOM), OutboundMessage(
-            title=f"{who} uploaded {name} ({size:,} bytes)",
-            text=f"Train on it with: .finetune demo-lora upload:{name}", level="success"))
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while chunk := await part.read_chunk(1 << 16):
+                yield chunk
+
+        try:
+            name, size = await uploads.save_upload(self.uploads_dir, part.filename, chunks())
+        except uploads.UploadError as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=400)
+        title, text = uploads.announcement(str(request.query.get("name", ""))[:32] or "someone", name, size)
+        await self.send(Conversation("web", ROOM), OutboundMessage(title=title, text=text, level="success"))
         return web.json_response({"ok": True, "ref": f"upload:{name}", "bytes": size})
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
