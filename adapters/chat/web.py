@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.chat.web_history import WebHistory
 from gateway import uploads
 from gateway.contracts import InboxItem, Services
 from gateway.hookspecs import hookimpl
@@ -80,10 +81,13 @@ class WebChatAdapter:
     def __init__(self, config: Mapping[str, Any], services: Services) -> None:
         cfg = WebConfig.model_validate(dict(config))
         self.title = cfg.title
-        self.history: deque[_Record] = deque(maxlen=cfg.history)
+        self.store = WebHistory(services.data_dir / "web" / "history.jsonl", cfg.history)
+        highest = self.store.load()
+        self.history: deque[_Record] = deque((_Record(**r) for r in self.store.records.values()),
+                                             maxlen=cfg.history)
         self.clients: dict[str, _Client] = {}
-        self.images: dict[str, Path] = {}
-        self._ids = itertools.count(1)
+        self.images: dict[str, Path] = {k: Path(v) for k, v in self.store.images.items()}
+        self._ids = itertools.count(highest + 1)
         self._inbox: asyncio.Queue[InboxItem] | None = None
         app = services.http
         if app is not None:
@@ -105,6 +109,7 @@ class WebChatAdapter:
 
     async def send(self, conversation: Conversation, msg: OutboundMessage) -> MessageRef:
         rec = self._record(conversation.thread, "hammer", "bot", msg)
+        await self._save(rec)
         await self._broadcast({"type": "message", "message": rec.wire()})
         return MessageRef("web", conversation, rec.id)
 
@@ -117,6 +122,7 @@ class WebChatAdapter:
         for rec in self.history:
             if rec.id == ref.message_id:
                 rec.msg = self._render(msg)
+                await self._save(rec)
                 await self._broadcast({"type": "edit", "message": rec.wire()})
                 return
         # Not in memory any more (a restart): post the state as a new message instead.
@@ -140,6 +146,14 @@ class WebChatAdapter:
             self.images[image_id] = msg.image
             out["image"] = f"/web/images/{image_id}"
         return out
+
+    async def _save(self, rec: _Record) -> None:
+        image = rec.msg.get("image")
+        if isinstance(image, str) and image.startswith("/web/images/"):
+            image_id = image.rsplit("/", 1)[1]
+            if image_id not in self.store.images and image_id in self.images:
+                await self.store.image(image_id, self.images[image_id])
+        await self.store.put(rec.wire())
 
     def _record(self, thread: str | None, author: str, kind: str, msg: OutboundMessage) -> _Record:
         rec = _Record(f"m{next(self._ids)}", thread, author, kind, time.time(), self._render(msg))
@@ -242,6 +256,7 @@ class WebChatAdapter:
                 return
             rec = _Record(f"m{next(self._ids)}", None, client.name, "user", time.time(), {"text": text})
             self.history.append(rec)
+            await self._save(rec)
             await self._broadcast({"type": "message", "message": rec.wire()})
             if self._inbox is not None:
                 await self._inbox.put(ChatMessage(actor, Conversation("web", ROOM), text, message_id=rec.id,

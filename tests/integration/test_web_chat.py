@@ -192,3 +192,36 @@ async def test_uploading_a_dataset_makes_it_usable_as_upload_ref(make_hammer) ->
 def _who() -> tuple[Any, Any]:
     from gateway.model import Actor, Conversation
     return Actor("web", "alice"), Conversation("web", "main")
+
+
+async def test_the_room_and_its_progress_message_survive_a_gateway_restart(make_hammer, tmp_path) -> None:
+    data = tmp_path / "shared"
+    slow = "[cloud.fake]\nsteps = 40\ninterval = 0.05\n"
+    first = await make_hammer(slow, data_dir=data)
+    async with aiohttp.ClientSession() as session:
+        page = await open_page(session, first.services.public_url, "alice")
+        await page.send(type="command", text=".fakejob")
+        await wait_for(lambda: any("Step" in fields(m) for m in page.bot_messages()), 10)
+        progress_id = page.bot_messages()[0]["id"]
+        await page.ws.close()
+    await first.stop()
+
+    second = await make_hammer(slow, data_dir=data)
+    async with aiohttp.ClientSession() as session:
+        page = await open_page(session, second.services.public_url, "alice")
+        history = page.of("history")[0]["messages"]
+        assert [m["kind"] for m in history][:2] == ["user", "bot"] and history[1]["id"] == progress_id
+        await wait_for(lambda: any(m["msg"].get("title", "").endswith("finished") for m in page.bot_messages()), 20)
+        finals = [f["message"] for f in page.of("edit") if f["message"]["id"] == progress_id]
+        assert finals and fields(finals[-1])["Phase"] == "succeeded"  # edited in place, not re-posted
+        created = [f["message"]["id"] for f in page.of("message")]
+        assert progress_id not in created and len(created) == 1  # only the report is new
+    await second.stop()
+
+    third = await make_hammer(slow, data_dir=data)  # a later visitor sees it all, images included
+    async with aiohttp.ClientSession() as session:
+        page = await open_page(session, third.services.public_url, "bob")
+        history = page.of("history")[0]["messages"]
+        report = next(m for m in history if m["msg"].get("title", "").endswith("finished"))
+        async with session.get(third.services.public_url + report["msg"]["image"]) as resp:
+            assert resp.status == 200
