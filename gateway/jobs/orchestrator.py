@@ -51,7 +51,32 @@ class Orchestrator:
         for job in await self.store.list_jobs(states=(JobState.QUEUED, *IN_FLIGHT), limit=10_000):
             self.jobs[job.id] = job
             await self._resume(job)
+        await self._sweep()
         self._watchdog = asyncio.create_task(self._watch(), name="watchdog")
+
+    async def _sweep(self) -> None:
+        """Remove what a cloud still holds for jobs that are no longer active (a crash
+        between launch and bookkeeping, a cleanup that failed). Adapters opt in with
+        `async def placements() -> list[Placement]`."""
+        for cloud in self.clouds.values():
+            listing = getattr(cloud, "placements", None)
+            if listing is None:
+                continue
+            try:
+                leftovers = await listing()
+            except Exception as exc:
+                log.warning("listing %s placements failed: %s", cloud.name, exc)
+                continue
+            for placement in leftovers:
+                job = self.jobs.get(placement.job_id)
+                if job is not None and not job.state.terminal:
+                    continue
+                try:
+                    await cloud.cleanup(placement)
+                    log.info("removed a leftover of job %s on %s", placement.job_id, cloud.name,
+                             extra={"job_id": placement.job_id})
+                except Exception as exc:
+                    log.warning("removing a leftover of job %s failed: %s", placement.job_id, exc)
 
     async def stop(self) -> None:
         """Detach from running jobs (they keep running remotely) and stop our tasks."""

@@ -221,3 +221,23 @@ async def _up(session: aiohttp.ClientSession, url: str) -> bool:
 
 async def _at_least(fn: Any, n: int) -> bool:
     return await fn() >= n
+
+
+async def test_leftover_containers_of_ended_or_unknown_jobs_are_swept_at_start(make_hammer, cache_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    from gateway.model import JobSpec, Placement
+    data = tmp_path / "data"
+    first = await make_hammer(docker_toml(cache_dir), cloud="docker", data_dir=data)
+    docker = first.clouds["docker"]
+    # A container whose job the store never recorded (the gateway died right after launching it).
+    await docker.launch(JobSpec(id="0rphan01", task="sft", model="demo", argv=("swift", "--version"), image=IMAGE))
+    other = await make_hammer(docker_toml(cache_dir), cloud="docker", data_dir=tmp_path / "other")
+    await other.clouds["docker"].launch(JobSpec(id="0ther001", task="sft", model="demo", argv=("swift", "--version"),
+                                                image=IMAGE))
+    assert containers("0rphan01") and containers("0ther001")
+    await first.stop()
+    await make_hammer(docker_toml(cache_dir), cloud="docker", data_dir=data)
+    assert containers("0rphan01") == []  # swept by its own gateway
+    assert containers("0ther001")  # another gateway's container is left alone
+    await other.clouds["docker"].cleanup(Placement("docker", "0ther001", {}))
+    assert containers("0ther001") == []

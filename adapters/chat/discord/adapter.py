@@ -24,6 +24,7 @@ import aiohttp
 import discord
 
 from adapters.chat.discord import diagnose, slash
+from adapters.chat.discord.attachments import Attachments
 from adapters.chat.discord.config import DiscordConfig
 from adapters.chat.discord.inbound import PLATFORM, HammerClient, Inbound
 from adapters.chat.discord.render import attachment_name, clip, render
@@ -53,7 +54,8 @@ class DiscordAdapter:
         self.prefix: str = getattr(table, "prefix", None) or settings_prefix or "."
         self._table = table
         self._commands: tuple[slash.SlashCommand, ...] | None = None
-        self.inbound = Inbound(self.config, self.prefix, self.commands)
+        self.attachments = Attachments(services.data_dir / "uploads", self._retry)
+        self.inbound = Inbound(self.config, self.prefix, self.commands, self.attachments.save_all)
         self.client: HammerClient | None = None
         self._runner: asyncio.Task[None] | None = None
         self.channel_problems: list[Check] = []

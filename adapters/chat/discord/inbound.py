@@ -5,19 +5,25 @@ each interaction is acknowledged first (deferred: type 5 for a slash command, ty
 a click) and only then put on the inbox. The interaction object is kept (its token is
 good for 15 minutes) so `reply()` / `respond()` can follow up on it; the inbox item only
 carries `interaction:<id>` as its reply handle.
+
+A message's dataset attachments are saved (see attachments.py) before its command goes on
+the inbox, and one person's messages are handled in the order they were sent, so a
+command typed right after an attachment waits for that file to be stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import discord
 
 from adapters.chat.discord import render, slash
+from adapters.chat.discord.attachments import dataset_attachments
 from adapters.chat.discord.config import DiscordConfig
 from gateway.contracts import InboxItem
 from gateway.model import Actor, ChatMessage, Conversation, Interaction
@@ -27,6 +33,8 @@ log = logging.getLogger("hammer.discord")
 PLATFORM = "discord"
 #: Interaction tokens live 15 minutes; stop using one a little before that.
 TOKEN_TTL_S = 14 * 60.0
+#: Saves a message's dataset attachments and answers them (attachments.Attachments.save_all).
+SaveAttachments = Callable[[discord.Message, Sequence[discord.Attachment]], Awaitable[None]]
 
 
 def role_table(role_map: Mapping[str, str]) -> dict[str, str]:
@@ -57,11 +65,14 @@ class Inbound:
     """Filters and normalizes what the bot sees; owns the table of live interactions."""
 
     def __init__(self, config: DiscordConfig, prefix: str,
-                 commands: Callable[[], Sequence[slash.SlashCommand]]) -> None:
+                 commands: Callable[[], Sequence[slash.SlashCommand]],
+                 save_attachments: SaveAttachments | None = None) -> None:
         self.config = config
         self.prefix = prefix
         self.roles = role_table(config.role_map)
         self.commands = commands
+        self.save_attachments = save_attachments
+        self._turns: dict[int, tuple[asyncio.Lock, int]] = {}  # author id -> (lock, messages holding it)
         self.inbox: asyncio.Queue[InboxItem] | None = None
         self._live: dict[int, tuple[discord.Interaction, float]] = {}
         self.datasets = slash.dataset_candidates(config.datasets)
@@ -106,19 +117,41 @@ class Inbound:
         self.inbox.put_nowait(item)
 
     # -- events ----------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _turn(self, author_id: int) -> AsyncIterator[None]:
+        """One author's messages one at a time, in arrival order (asyncio.Lock is FIFO and
+        discord.py starts the handlers in the order the events came)."""
+        lock, holders = self._turns.get(author_id, (asyncio.Lock(), 0))
+        self._turns[author_id] = (lock, holders + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, holders = self._turns[author_id]
+            if holders <= 1:
+                del self._turns[author_id]
+            else:
+                self._turns[author_id] = (lock, holders - 1)
+
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.webhook_id is not None or message.guild is None:
             return
-        if not message.content.lstrip().startswith(self.prefix):
+        is_command = message.content.lstrip().startswith(self.prefix)
+        files = dataset_attachments(message) if self.save_attachments is not None else []
+        if not is_command and not files:
             return
         if not self.guild_allowed(message.guild.id) or not self.channel_allowed(message.channel):
-            log.debug("ignoring a command in channel %s (not in chat.discord.channels)", message.channel.id)
+            log.debug("ignoring a message in channel %s (not in chat.discord.channels)", message.channel.id)
             return
-        self._put(ChatMessage(
-            actor=actor_for(message.author, self.roles),
-            conversation=conversation_for(message.channel, message.channel.id, message.guild.id),
-            text=message.content, message_id=str(message.id),
-            reply_handle=f"message:{message.channel.id}:{message.id}"))
+        async with self._turn(message.author.id):
+            if files and self.save_attachments is not None:
+                await self.save_attachments(message, files)  # before the command that may use them
+            if is_command:
+                self._put(ChatMessage(
+                    actor=actor_for(message.author, self.roles),
+                    conversation=conversation_for(message.channel, message.channel.id, message.guild.id),
+                    text=message.content, message_id=str(message.id),
+                    reply_handle=f"message:{message.channel.id}:{message.id}"))
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         try:

@@ -14,6 +14,7 @@ resumed `events(since=...)` need no other state. The engine is never asked to pu
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from gateway.contracts import Check, Services
 from gateway.model import InstanceType, JobSpec, Placement, PlacementStatus, SandboxEvent
 
 from .config import DockerConfig
-from .container import LABEL_JOB, LABEL_MANAGED, container_body, container_name, memory_bytes
+from .container import LABEL_INSTANCE, LABEL_JOB, LABEL_MANAGED, container_body, container_name, memory_bytes
 from .logstream import LineNumberer, oom_event
 
 try:
@@ -67,6 +68,8 @@ class DockerAdapter:
         data = Path(services.data_dir)
         cfg = self.config
         self.workspace_root = Path(os.path.expanduser(cfg.workspace_root or data / "jobs"))
+        # Which gateway made a container: two gateways on one engine never sweep each other's.
+        self.instance = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:16]
         self.cache_dir = Path(os.path.expanduser(cfg.cache_dir or data / "cache"))
         self.url = self.config.url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self._docker: aiodocker.Docker | None = None
@@ -160,7 +163,8 @@ class DockerAdapter:
         workspace = self.workspace_root / spec.id / "workspace"
         await asyncio.to_thread(self._prepare_dirs, spec, workspace)
         body = container_body(spec, workspace=workspace, cache=self.cache_dir, config=self.config,
-                              secrets=self._secrets(spec), gpu_count=gpus, labels=self.config.labels)
+                              secrets=self._secrets(spec), gpu_count=gpus,
+                              labels={**self.config.labels, LABEL_INSTANCE: self.instance})
         name = container_name(spec.id)
         t0 = loop.time()
         try:
@@ -365,6 +369,17 @@ class DockerAdapter:
         gpus = await self._gpus_on_host()
         checks.append(Check(True, f"{gpus} GPU(s) for jobs" if gpus else "no GPU: jobs run on the CPU"))
         return checks
+
+    async def placements(self) -> list[Placement]:
+        """Every job container hammer left on this engine, as placements (the orchestrator
+        removes those whose job is no longer active: nothing stays behind a crash)."""
+        found = []
+        for info in await self.managed_containers():
+            labels = info.get("Labels") or {}
+            job_id = labels.get(LABEL_JOB)
+            if job_id and labels.get(LABEL_INSTANCE) == self.instance:
+                found.append(Placement(self.name, job_id, {"container_id": info.get("Id", "")}))
+        return found
 
     async def managed_containers(self) -> list[dict[str, Any]]:
         """Every container hammer made on this engine (for tests and `hammer doctor`)."""

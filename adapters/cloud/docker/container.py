@@ -29,6 +29,7 @@ MIB = 1024**2
 UID = "1000:1000"
 LABEL_JOB = "hammer.job_id"
 LABEL_MANAGED = "hammer.managed"
+LABEL_INSTANCE = "hammer.instance"  # which gateway (data dir) made the container
 RESERVED_TARGETS = ("/workspace", "/cache", "/tmp")
 
 
