@@ -27,7 +27,7 @@ from gateway.config import Settings
 from gateway.contracts import ArtifactStore, ChatAdapter, CloudAdapter, InboxItem, Services
 from gateway.jobs import Orchestrator, ProgressNotifier
 from gateway.logs import AuditLog
-from gateway.model import ChatMessage, Command, Interaction, Job, JobSpec, JobState, OutboundMessage
+from gateway.model import ChatMessage, Command, Interaction, Job, JobSpec, OutboundMessage
 from gateway.plugins import Plugins, load_plugins
 from gateway.store import Store
 
@@ -392,5 +392,3 @@ def _jsonable(args: Any) -> Any:
         return {k: _jsonable(v) for k, v in args.items()}
     return args
 
-
-__all__ = ["Hammer", "JobContext", "Planned", "JobState"]

@@ -10,6 +10,7 @@ sequence number, so a gateway restart loses nothing and launches nothing twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from gateway import logs, render
 from gateway.contracts import ArtifactStore, CloudAdapter
 from gateway.jobs.notifier import ProgressNotifier
-from gateway.model import ErrorKind, Job, JobSpec, JobState, OutboundMessage, Placement, SandboxEvent
+from gateway.model import ErrorKind, Job, JobSpec, JobState, Placement, SandboxEvent
 from gateway.store import Store
 
 log = logging.getLogger("hammer.jobs")
@@ -126,7 +127,7 @@ class Orchestrator:
         service uses it to post the progress message, so its reference is persisted first.
         """
         if not spec.cloud:
-            spec = _with_cloud(spec, self.default_cloud)
+            spec = dataclasses.replace(spec, cloud=self.default_cloud)
         if spec.cloud not in self.clouds:
             raise ValueError(f"cloud {spec.cloud!r} is not enabled (enabled: {', '.join(self.clouds) or 'none'})")
         state = JobState.PENDING_APPROVAL if pending_approval else JobState.QUEUED
@@ -404,10 +405,3 @@ def _inside(path: Path, root: Path) -> bool:
     except ValueError:
         return False
 
-
-def _with_cloud(spec: JobSpec, cloud: str) -> JobSpec:
-    import dataclasses
-    return dataclasses.replace(spec, cloud=cloud)
-
-
-__all__ = ["Orchestrator", "IN_FLIGHT", "OutboundMessage"]

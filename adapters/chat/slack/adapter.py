@@ -10,6 +10,10 @@ message in the channel (naming who ran what) and that message's ts becomes the j
 thread; a `.verb` message or a mention is answered in a thread under the message. The
 first reply is the progress message, later replaced with `chat.update`; the final report
 and the loss curve go into the same thread (`files_upload_v2`).
+
+Datasets attached to a message (`.jsonl` / `.json`) are downloaded from Slack with the
+bot token (adapters/chat/slack/files.py), saved under `<data_dir>/uploads/` and
+confirmed in the message's thread before the message's command reaches the gateway.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ from adapters.chat.slack.api import SlackApi
 from adapters.chat.slack.blocks import SECTION_MAX, escape, fallback_text, mrkdwn, render_blocks
 from adapters.chat.slack.config import SlackConfig
 from adapters.chat.slack.errors import SlackError, SlackSetupError, is_channel_problem
+from adapters.chat.slack.files import SlackFiles
 from adapters.chat.slack.identity import Directory
 from adapters.chat.slack.inbound import Inbound, SeenCache
 from gateway.contracts import Check, InboxItem, Services
+from gateway.uploads import UploadError, announcement
 from gateway.model import (
     ChatMessage,
     Conversation,
@@ -160,7 +166,8 @@ class SlackAdapter:
         assert self.directory is not None
         Inbound(directory=self.directory, deliver=self._deliver, seen=self.seen, prefix=self.prefix,
                 slash_command=self.cfg.slash_command, channels=self.cfg.channels,
-                direct_messages=self.cfg.direct_messages, channel_name=self._channel_name).register(app)
+                direct_messages=self.cfg.direct_messages, channel_name=self._channel_name,
+                attachments=self._save_attachments).register(app)
         return app
 
     async def _setup_call(self, method: str, **kwargs: Any) -> dict[str, Any]:
@@ -208,6 +215,35 @@ class SlackAdapter:
                             "chat.slack.channels", channel, exc, extra={"adapter": PLATFORM})
                 self._channel_names[channel] = ""
         return self._channel_names.get(channel, "")
+
+    async def _save_attachments(self, message: ChatMessage, files: list[dict[str, Any]]) -> None:
+        """Save each dataset file of `message` and say so (or why not) in its thread. Never
+        raises: whatever happens here, the message's command still goes to the gateway."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        saver = SlackFiles(api_url=self.cfg.api_url, token=self._bot_token, session=self._session,
+                           uploads_dir=self.services.data_dir / "uploads")
+        who = message.actor.display_name or message.actor.user_id
+        for file in files:
+            filename = str(file.get("name") or "")
+            try:
+                name, size = await saver.save(file)
+            except UploadError as exc:
+                out = OutboundMessage(title="Dataset not saved", text=str(exc), level="error")
+            except Exception:
+                log.exception("Slack: saving the attachment %r failed", filename[:100], extra={"adapter": PLATFORM})
+                out = OutboundMessage(title="Dataset not saved", level="error",
+                                      text=f"hammer could not save {filename[:100]!r}; the log says why")
+            else:
+                log.info("Slack: %s uploaded %s (%d bytes)", message.actor.key, name, size,
+                         extra={"adapter": PLATFORM})
+                title, text = announcement(who, name, size)
+                out = OutboundMessage(title=title, text=text, level="success")
+            try:
+                await self.reply(message, out)
+            except Exception as exc:
+                log.warning("Slack: could not answer about the attachment %r: %s", filename[:100], exc,
+                            extra={"adapter": PLATFORM})
 
     # -- outbound ------------------------------------------------------------------------
     def _api(self) -> SlackApi:

@@ -8,6 +8,13 @@ Slack re-delivers an event it believes was missed (HTTP `X-Slack-Retry-Num`, a S
 Mode envelope's `retry_attempt`), and sends both `message` and `app_mention` for one
 message that mentions the app. `SeenCache` remembers event ids and message timestamps
 for `dedupe_ttl`, so one message never becomes two jobs.
+
+A message that carries dataset files (`files`, subtype `file_share`) is handled even
+without a command: its datasets go to `attachments` first (download and save, answered
+in the thread), and only then is its command, if it has one, put on the inbox, so
+`.finetune demo-lora upload:faq.jsonl` with faq.jsonl attached works in one message.
+Files count where commands do: in the channels hammer listens to, in a direct message
+when those are commands, and with a mention anywhere.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from adapters.chat.slack.blocks import action_of
+from adapters.chat.slack.files import dataset_files
 from adapters.chat.slack.identity import Directory
 from gateway.contracts import InboxItem
 from gateway.model import ChatMessage, Conversation, Interaction
@@ -28,6 +36,8 @@ from gateway.model import ChatMessage, Conversation, Interaction
 log = logging.getLogger("hammer.slack")
 _MENTION = re.compile(r"^\s*(?:<@[A-Z0-9]+(?:\|[^>]*)?>[\s,:]*)+")
 _MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
+#: Saves a message's dataset files and answers about them; called before the command goes on.
+Attachments = Callable[[ChatMessage, list[dict[str, Any]]], Awaitable[None]]
 
 
 class SeenCache:
@@ -57,7 +67,8 @@ class Inbound:
 
     def __init__(self, *, directory: Directory, deliver: Callable[[InboxItem], Awaitable[None]],
                  seen: SeenCache, prefix: str, slash_command: str, channels: Collection[str],
-                 direct_messages: bool, channel_name: Callable[[str], Awaitable[str]]) -> None:
+                 direct_messages: bool, channel_name: Callable[[str], Awaitable[str]],
+                 attachments: Attachments | None = None) -> None:
         self.directory = directory
         self.deliver = deliver
         self.seen = seen
@@ -66,6 +77,7 @@ class Inbound:
         self.channels = {c.lstrip("#") for c in channels}
         self.direct_messages = direct_messages
         self.channel_name = channel_name
+        self.attachments = attachments
 
     def register(self, app: Any) -> None:
         app.command(self.slash_command)(self.on_command)
@@ -99,11 +111,12 @@ class Inbound:
         if event.get("subtype") not in _MESSAGE_SUBTYPES or event.get("bot_id") or not event.get("user"):
             return
         text = event.get("text") or ""
-        if not text.lstrip().startswith(self.prefix):
+        command = text.lstrip().startswith(self.prefix)
+        if not command and not self._files(event):
             return
         if not await self._listening_in(event):
             return
-        await self._message(event, body, request, text.strip())
+        await self._message(event, body, request, text.strip() if command else None)
 
     async def on_action(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
@@ -128,7 +141,12 @@ class Inbound:
                                        str(action.get("value", "")), msg_ts, reply_handle=json.dumps(handle)))
 
     # -- helpers ---------------------------------------------------------------------------
-    async def _message(self, event: dict[str, Any], body: dict[str, Any], request: Any, text: str) -> None:
+    def _files(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        return dataset_files(event) if self.attachments is not None else []
+
+    async def _message(self, event: dict[str, Any], body: dict[str, Any], request: Any,
+                       text: str | None) -> None:
+        """`text` is the command, or None for a message that only brings dataset files."""
         channel, ts = str(event.get("channel", "")), str(event.get("ts", ""))
         event_id = body.get("event_id")
         if not self.seen.first_time(f"evt:{event_id}" if event_id else None, f"msg:{channel}:{ts}"):
@@ -141,7 +159,12 @@ class Inbound:
         team = str(body.get("team_id") or event.get("team") or "")
         conv = Conversation("slack", channel, team, str(thread_ts) if thread_ts else None)
         handle = {"k": "msg", "ts": ts, "thread_ts": str(thread_ts or ts)}
-        await self.deliver(ChatMessage(actor, conv, text, message_id=ts, reply_handle=json.dumps(handle)))
+        message = ChatMessage(actor, conv, text or "", message_id=ts, reply_handle=json.dumps(handle))
+        files = self._files(event)
+        if files and self.attachments is not None:
+            await self.attachments(message, files)  # saved before the command can refer to them
+        if text is not None:
+            await self.deliver(message)
 
     async def _listening_in(self, event: dict[str, Any]) -> bool:
         if event.get("channel_type") == "im":

@@ -80,8 +80,11 @@ def message(mid: int, cid: int, author: dict[str, Any], payload: dict[str, Any],
 
 
 def attachment(aid: int, name: str, size: int, base: str) -> dict[str, Any]:
-    return {"id": str(aid), "filename": name, "size": size, "content_type": "image/png",
-            "url": f"{base}/attachments/{name}", "proxy_url": f"{base}/attachments/{name}"}
+    """`url` points at the fake itself (`GET /attachments/<id>/<name>`, Discord's CDN)."""
+    kind = {"png": "image/png", "json": "application/json", "jsonl": "application/jsonl"}
+    url = f"{base}/attachments/{aid}/{name}"
+    return {"id": str(aid), "filename": name, "size": size, "url": url, "proxy_url": url,
+            "content_type": kind.get(name.rpartition(".")[2].lower(), "application/octet-stream")}
 
 
 def interaction(iid: int, token: str, app: int, kind: int, gid: int, channel: dict[str, Any],

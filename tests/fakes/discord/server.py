@@ -8,6 +8,7 @@ import itertools
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,17 @@ from tests.fakes.discord.payloads import API, EPHEMERAL, MESSAGE_CONTENT_INTENT,
 
 PAYLOAD: web.RequestKey[Any] = web.RequestKey("payload", object)
 FILES: web.RequestKey[list[tuple[str, str, int]]] = web.RequestKey("files", list)
+
+
+@dataclass(frozen=True)
+class FakeFile:
+    """A file a user attaches to a message (`say(..., files=[...])`). `size` is what
+    Discord declares (default: the real length); `served=False` makes the download 404."""
+
+    name: str
+    data: bytes
+    size: int | None = None
+    served: bool = True
 
 
 @dataclass
@@ -52,6 +64,8 @@ class FakeDiscord:
         self.messages: dict[int, dict[str, Any]] = {}
         self.threads: dict[int, dict[str, Any]] = {}
         self.interactions: dict[str, dict[str, Any]] = {}  # token -> INTERACTION_CREATE payload
+        self.cdn: dict[int, bytes] = {}  # attachment id -> the bytes users attached
+        self.cdn_delay = 0.0  # seconds before a download answers (a slow CDN)
         self.dispatched_at: dict[int, float] = {}  # interaction id -> when it was sent
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> commands
         self.identify: dict[str, Any] | None = None
@@ -73,6 +87,7 @@ class FakeDiscord:
         r = app.router
         r.add_get("/gateway", self._gateway)
         r.add_get("/gateway/", self._gateway)
+        r.add_get("/attachments/{aid}/{name}", self._download)
         r.add_get(API + "/users/@me", self._me)
         r.add_get(API + "/oauth2/applications/@me", self._app_info)
         r.add_get(API + "/channels/{cid}", self._get_channel)
@@ -150,11 +165,19 @@ class FakeDiscord:
             await ws.send_str(frame)
 
     async def say(self, content: str, *, channel: int | None = None, user: int | None = None,
-                  roles: tuple[int, ...] = (), bot: bool = False) -> dict[str, Any]:
-        """A user posts a message (MESSAGE_CREATE)."""
+                  roles: tuple[int, ...] = (), bot: bool = False,
+                  files: Sequence[FakeFile] = ()) -> dict[str, Any]:
+        """A user posts a message (MESSAGE_CREATE), with `files` attached (served by the
+        fake at each attachment's `url`)."""
         member = p.member(user or self.USER, roles)
         author = dict(member.pop("user"), **({"bot": True} if bot else {}))
         msg = self._store(channel or self.EXPERIMENTS, {"content": content}, [], author)
+        for f in files:
+            aid = next(self._ids)
+            size = len(f.data) if f.size is None else f.size
+            msg["attachments"].append(p.attachment(aid, f.name, size, self.base_url))
+            if f.served:
+                self.cdn[aid] = f.data
         await self.dispatch("MESSAGE_CREATE", dict(msg, guild_id=str(self.GUILD), member=member))
         return msg
 
@@ -216,15 +239,17 @@ class FakeDiscord:
         rec = Recorded(request.method, request.path.removeprefix(API), dict(request.query), payload, files)
         self.requests.append(rec)
         request[PAYLOAD], request[FILES] = payload or {}, files
-        token_route = rec.path.startswith(("/interactions/", "/webhooks/"))  # the token is the credential
-        if not token_route and request.headers.get("Authorization") != f"Bot {self.token}":
+        # the token is the credential of interaction routes; CDN URLs need none
+        open_route = rec.path.startswith(("/interactions/", "/webhooks/", "/attachments/"))
+        if not open_route and request.headers.get("Authorization") != f"Bot {self.token}":
             resp: web.StreamResponse = p.json_response({"message": "401: Unauthorized", "code": 0}, 401)
         elif (retry_after := self._limited(rec)) is not None:
             resp = p.rate_limited(retry_after)
         else:
             resp = await handler(request)
         rec.status = resp.status
-        if isinstance(resp, web.Response) and isinstance(resp.body, bytes) and resp.body:
+        if (isinstance(resp, web.Response) and resp.content_type == "application/json"
+                and isinstance(resp.body, bytes) and resp.body):
             rec.response = json.loads(resp.body)
         return resp
 
@@ -234,6 +259,18 @@ class FakeDiscord:
                 rule[2] -= 1
                 return float(rule[3])
         return None
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """The CDN: an attachment's bytes (not JSON), or 404."""
+        if self.cdn_delay:
+            await asyncio.sleep(self.cdn_delay)
+        try:
+            data = self.cdn.get(int(request.match_info["aid"]))
+        except ValueError:
+            data = None
+        if data is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=data, content_type="application/octet-stream")
 
     async def _me(self, request: web.Request) -> web.Response:
         return p.json_response(self.bot_user)
