@@ -24,7 +24,7 @@ class UploadError(Exception):
 def check_name(filename: str) -> str:
     """The bare file name if it is acceptable, else UploadError."""
     name = PurePath(filename.replace("\\", "/")).name
-    if not _NAME.fullmatch(name) or name != filename.split("/")[-1]:
+    if not _NAME.fullmatch(name) or name != filename:  # a path ("../x.jsonl") is refused, not shortened
         raise UploadError(f"{filename[:100]!r}: name a dataset with letters, digits, '.', '_' or '-', "
                           "ending in .jsonl (or .json)")
     return name

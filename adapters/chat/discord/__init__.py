@@ -1,5 +1,6 @@
 """Discord chat adapter (entry point `discord`): prefix commands, slash commands,
-progress embeds edited in place, buttons, job threads. See docs/discord.md.
+progress embeds edited in place, buttons, job threads, attached datasets (`upload:NAME`).
+See docs/discord.md.
 
 discord.py is an optional extra: without it the plugin still loads, `hammer config
 check` still validates `[chat.discord]`, and enabling the adapter fails with the

@@ -67,8 +67,13 @@ class Attachments:
             await self._answer(message, answer)
 
     async def save(self, attachment: discord.Attachment) -> tuple[str, int]:
-        """Name, then declared size, then download and store; UploadError says what is wrong."""
+        """Name, then declared size, then download and store; UploadError says what is wrong.
+        A name with a folder in it (`../x.jsonl`) is refused rather than cut down to its last
+        part: Discord never sends one, so it is not a file someone simply attached."""
         name = uploads.check_name(attachment.filename)
+        if name != attachment.filename:
+            raise uploads.UploadError(f"{attachment.filename[:100]!r}: a dataset name has no folders; name it "
+                                      "with letters, digits, '.', '_' or '-', ending in .jsonl (or .json)")
         if attachment.size > uploads.MAX_UPLOAD_BYTES:
             raise uploads.UploadError(f"{name} is larger than {uploads.MAX_UPLOAD_BYTES >> 20} MiB; "
                                       "use a hub dataset id for big data")
