@@ -7,6 +7,11 @@ answers, `x-oauth-scopes` headers, HTTP 429 with `Retry-After`, the three-step
 fake greets with `hello`, pushes envelopes (slash_commands, events_api, interactive) and
 collects the client's acks. Every API call is recorded for assertions.
 
+Files people share (`share_file` + `file_share_event`) are served at their
+`url_private[_download]` on 127.0.0.1, as Slack's file host does: only to the bot token
+with `files:read`; anyone else is redirected to an HTML sign-in page. Every download
+attempt is recorded in `downloads`.
+
 It also signs HTTP-mode requests the way Slack does (`v0:timestamp:body`, HMAC-SHA256).
 """
 
@@ -25,7 +30,7 @@ from urllib.parse import urlencode
 
 from aiohttp import WSMsgType, web
 
-DEFAULT_SCOPES = ("chat:write", "commands", "app_mentions:read", "files:write", "channels:history",
+DEFAULT_SCOPES = ("chat:write", "commands", "app_mentions:read", "files:write", "files:read", "channels:history",
                   "channels:read", "groups:history", "im:history", "usergroups:read", "users:read")
 SCOPE_OF = {
     "chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.postEphemeral": "chat:write",
@@ -70,6 +75,8 @@ class FakeSlack:
         self._limits: dict[str, list[float]] = {}  # method -> Retry-After values still to answer
         self._faults: dict[str, list[dict[str, Any]]] = {}
         self._files: dict[str, dict[str, Any]] = {}
+        self.shared: dict[str, bytes] = {}  # file id -> content served at its url_private
+        self.downloads: list[dict[str, Any]] = []  # {"path", "token", "status"} per request
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
         self._ack_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -83,6 +90,8 @@ class FakeSlack:
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_post("/respond/{token}", self._respond)
         app.router.add_get("/link", self._link)
+        app.router.add_get("/files-pri/{key}/{rest:.+}", self._download)
+        app.router.add_get("/signin", self._signin)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -234,6 +243,38 @@ class FakeSlack:
         self.response_url_posts.append(await request.json())
         return web.Response(text="ok")
 
+    # -- shared files (Slack's file host) ---------------------------------------------------
+    def share_file(self, name: str, data: bytes, *, size: int | None = None, user: str = "U0ALICE",
+                   url: str | None = None) -> dict[str, Any]:
+        """A file as Slack lists it in a message event; `size` may claim another size and
+        `url` point the download link elsewhere."""
+        file_id = f"F{next(self._ids):08d}"
+        self.shared[file_id] = data
+        base = f"{self.base}/files-pri/{self.team_id}-{file_id}"
+        return {"id": file_id, "created": int(time.time()), "name": name, "title": name,
+                "mimetype": "application/octet-stream", "filetype": name.rsplit(".", 1)[-1],
+                "user": user, "size": len(data) if size is None else size, "mode": "hosted",
+                "is_external": False, "url_private": url or f"{base}/{name}",
+                "url_private_download": url or f"{base}/download/{name}",
+                "permalink": f"https://hammer-test.slack.com/files/{user}/{file_id}/{name}"}
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        file_id = request.match_info["key"].rpartition("-")[2]
+        record = {"path": request.path, "token": token, "status": 200}
+        self.downloads.append(record)
+        if token != self.bot_token or "files:read" not in self.scopes:
+            record["status"] = 302  # what Slack does: off to the sign-in page, no error code
+            raise web.HTTPFound(f"/signin?redir={request.path}")
+        if file_id not in self.shared:
+            record["status"] = 404
+            return web.Response(status=404, text="file not found")
+        return web.Response(body=self.shared[file_id], content_type="application/octet-stream")
+
+    async def _signin(self, request: web.Request) -> web.Response:
+        return web.Response(text="<!DOCTYPE html><title>Sign in | Slack</title>", content_type="text/html")
+
     # -- Socket Mode -----------------------------------------------------------------------
     async def _link(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
@@ -311,6 +352,14 @@ class FakeSlack:
         if thread_ts:
             ev["thread_ts"] = thread_ts
         return self.event(ev, event_id=event_id)
+
+    def file_share_event(self, text: str, files: list[dict[str, Any]], *, user: str = "U0ALICE",
+                         channel: str = "C0GENERAL", ts: str | None = None) -> dict[str, Any]:
+        ev: dict[str, Any] = {"type": "message", "subtype": "file_share", "user": user, "text": text,
+                              "channel": channel, "ts": ts or self._new_ts(), "files": files, "upload": True,
+                              "display_as_bot": False,
+                              "channel_type": "im" if channel.startswith("D") else "channel"}
+        return self.event(ev)
 
     def block_action(self, action: str, value: str, *, user: str = "U0ALICE", channel: str = "C0GENERAL",
                      message_ts: str = "", thread_ts: str | None = None) -> dict[str, Any]:

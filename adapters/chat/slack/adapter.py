@@ -43,7 +43,6 @@ from adapters.chat.slack.files import SlackFiles
 from adapters.chat.slack.identity import Directory
 from adapters.chat.slack.inbound import Inbound, SeenCache
 from gateway.contracts import Check, InboxItem, Services
-from gateway.uploads import UploadError, announcement
 from gateway.model import (
     ChatMessage,
     Conversation,
@@ -52,6 +51,7 @@ from gateway.model import (
     OutboundMessage,
     RateLimits,
 )
+from gateway.uploads import UploadError, announcement
 
 log = logging.getLogger("hammer.slack")
 PLATFORM = "slack"

@@ -23,7 +23,7 @@ from gateway.contracts import Check
 if TYPE_CHECKING:
     from adapters.chat.slack.adapter import SlackAdapter
 
-BASE_SCOPES = ("chat:write", "commands", "app_mentions:read", "files:write")
+BASE_SCOPES = ("chat:write", "commands", "app_mentions:read", "files:write", "files:read")
 MESSAGE_SCOPES = ("channels:history",)
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 
