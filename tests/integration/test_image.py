@@ -23,6 +23,7 @@ import pytest
 
 from sandbox.build import DEFAULT_TAG, BuildResult, build_image
 from sandbox.hostcmd import ImageError
+from tests.demo_argv import demo_lora_argv
 
 pytestmark = pytest.mark.docker
 TAG = os.environ.get("HAMMER_TEST_SANDBOX_IMAGE", DEFAULT_TAG)
@@ -102,46 +103,7 @@ def _argv(ws: Path, cache: Path, name: str, *extra: str) -> list[str]:
 
 
 def demo_spec(epochs: int = 2) -> dict[str, Any]:
-    argv = [
-        "swift",
-        "sft",
-        "--model",
-        "/cache/models/demo",
-        "--model_type",
-        "qwen2",
-        "--template",
-        "qwen2_5",
-        "--check_model",
-        "false",
-        "--dataset",
-        "/cache/datasets/demo.jsonl",
-        "--tuner_type",
-        "lora",
-        "--num_train_epochs",
-        str(epochs),
-        "--per_device_train_batch_size",
-        "4",
-        "--learning_rate",
-        "1e-3",
-        "--max_length",
-        "256",
-        "--logging_steps",
-        "1",
-        "--save_steps",
-        "50",
-        "--eval_steps",
-        "50",
-        "--split_dataset_ratio",
-        "0.1",
-        "--report_to",
-        "tensorboard",
-        "--dataloader_num_workers",
-        "0",
-        "--dataset_num_proc",
-        "1",
-        "--output_dir",
-        "/workspace/output",
-    ]
+    argv = demo_lora_argv(Path("/cache"), Path("/workspace/output"), epochs)
     return {
         "id": "img-1",
         "task": "sft",
