@@ -68,13 +68,20 @@ async def wait_for(predicate: Callable[[], object], timeout: float = 20.0, inter
         await asyncio.sleep(interval)
 
 
-def docker_available() -> bool:
+def docker_problem() -> str | None:
+    """Why Docker tests cannot run here (None when they can): the skip reason names the fix."""
     if shutil.which("docker") is None:
-        return False
+        return "no docker CLI on this host (run scripts/docker-up.sh, which installs docker.io)"
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
+            return "the Docker engine is not running (run scripts/docker-up.sh)"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the Docker engine does not answer: {exc}"
+    return None
+
+
+def docker_available() -> bool:
+    return docker_problem() is None
 
 
 @pytest.fixture(autouse=True)

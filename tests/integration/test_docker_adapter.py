@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import os
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +25,7 @@ import pytest
 from adapters.cloud.docker import DockerAdapter, ImageMissing
 from gateway.contracts import Services
 from gateway.model import JobSpec, Limits, Mount, Placement, Resources, SandboxEvent
+from tests.conftest import docker_problem
 
 pytestmark = pytest.mark.docker
 
@@ -38,22 +38,13 @@ def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def _engine_problem() -> str | None:
-    if shutil.which("docker") is None:
-        return "no docker CLI on this host (install docker.io and start dockerd)"
-    try:
-        if _docker("info", timeout=20).returncode != 0:
-            return "the Docker engine is not running (scripts/docker-up.sh or systemctl start docker)"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"the Docker engine does not answer: {exc}"
-    return None
 
 
 @pytest.fixture(scope="module")
 def test_image() -> str:
     """Build the fake-runner image FROM hammer's base (no registry involved); without the
     base, an image built earlier will do."""
-    problem = _engine_problem()
+    problem = docker_problem()
     if problem:
         pytest.skip(problem)
     if _docker("image", "inspect", BASE, timeout=20).returncode == 0:

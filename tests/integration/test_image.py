@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 
 from sandbox.build import DEFAULT_TAG, BuildResult, build_image
 from sandbox.hostcmd import ImageError
+from tests.conftest import docker_problem
 from tests.demo_argv import demo_lora_argv
 
 pytestmark = pytest.mark.docker
@@ -44,20 +44,11 @@ HARDENING = [
 ]
 
 
-def _engine_problem() -> str | None:
-    if shutil.which("docker") is None:
-        return "no docker CLI on this host (run scripts/docker-up.sh)"
-    try:
-        if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
-            return "the Docker engine is not running (run scripts/docker-up.sh)"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"the Docker engine does not answer: {exc}"
-    return None
 
 
 @pytest.fixture(scope="module")
 def image() -> BuildResult:
-    problem = _engine_problem()
+    problem = docker_problem()
     if problem:
         pytest.skip(problem)
     lines: list[str] = []
