@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS transitions (
     job_id TEXT NOT NULL, ts REAL NOT NULL, from_state TEXT, to_state TEXT NOT NULL, reason TEXT);
 """
+#: A job row plus its highest stored event (log events do not rewrite the row; see add_event).
+_SELECT_JOBS = "SELECT *, (SELECT MAX(seq) FROM events e WHERE e.job_id = jobs.id) AS max_seq FROM jobs"
 _MUTABLE = ("placement", "progress_ref", "last_seq", "progress", "loss_history", "error", "result",
             "artifacts", "samples", "started_at", "finished_at", "last_progress_at")
 
@@ -126,13 +128,13 @@ class Store:
         await self.db.commit()
 
     async def get_job(self, job_id: str) -> Job | None:
-        async with self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)) as cur:
+        async with self.db.execute(_SELECT_JOBS + " WHERE id=?", (job_id,)) as cur:
             row = await cur.fetchone()
         return _row_to_job(row) if row else None
 
     async def list_jobs(self, *, requester: str | None = None, states: Iterable[JobState] | None = None,
                         limit: int = 50) -> list[Job]:
-        sql, params = "SELECT * FROM jobs WHERE 1=1", []
+        sql, params = _SELECT_JOBS + " WHERE 1=1", []
         if requester:
             sql += " AND requester=?"
             params.append(requester)
@@ -159,17 +161,23 @@ class Store:
             return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
     # -- events ----------------------------------------------------------------------
-    async def add_event(self, job: Job, event: SandboxEvent) -> bool:
-        """Record an event; False (and nothing written) if this seq is already stored."""
+    async def add_event(self, job: Job, event: SandboxEvent, *, view_changed: bool = True) -> bool:
+        """Record an event; False (and nothing written) if this seq is already stored.
+
+        With `view_changed` the job's folded view is written in the same transaction.
+        Plain log lines (most of a job's events) change nothing but the last sequence
+        number, which is read back from the events table, so they skip that write.
+        """
         try:
             await self.db.execute("INSERT INTO events VALUES (?,?,?,?,?)",
                                   (job.id, event.seq, event.ts, event.type, json.dumps(dict(event.data))))
         except sqlite3.IntegrityError:
             return False
         job.last_seq = max(job.last_seq, event.seq)
-        job.updated_at = time.time()
-        await self.db.execute("UPDATE jobs SET updated_at=?, data=? WHERE id=?",
-                              (job.updated_at, _data_json(job), job.id))
+        if view_changed:
+            job.updated_at = time.time()
+            await self.db.execute("UPDATE jobs SET updated_at=?, data=? WHERE id=?",
+                                  (job.updated_at, _data_json(job), job.id))
         await self.db.commit()
         return True
 
@@ -198,6 +206,8 @@ def _row_to_job(row: sqlite3.Row) -> Job:
     for name in _MUTABLE:
         if name in data:
             setattr(job, name, data[name])
+    if row["max_seq"] is not None:
+        job.last_seq = max(job.last_seq, int(row["max_seq"]))
     job.placement = Placement.from_dict(data["placement"]) if data.get("placement") else None
     job.progress_ref = MessageRef.from_dict(data["progress_ref"]) if data.get("progress_ref") else None
     return job

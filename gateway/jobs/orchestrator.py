@@ -223,7 +223,7 @@ class Orchestrator:
         if event.seq <= job.last_seq:
             return
         _apply(job, event)
-        if not await self.store.add_event(job, event):
+        if not await self.store.add_event(job, event, view_changed=event.type != "log"):
             return
         if job.state == JobState.PROVISIONING and event.type in ("progress", "status", "log"):
             async with self._lock(job.id):

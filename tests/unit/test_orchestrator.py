@@ -211,3 +211,19 @@ async def test_plan_shows_the_estimate_and_the_machine(make_hammer):
     assert shown["On fake"].startswith("does not fit")
     assert "swift sft" in reply.text and "--tuner_type lora" in reply.text
     assert await hammer.store.list_jobs() == []
+
+
+async def test_log_lines_skip_the_job_row_but_resume_after_them(tmp_path: Path):
+    from gateway.model import JobSpec, SandboxEvent
+    from gateway.store import Store
+    store = await Store(tmp_path / "h.db").open()
+    try:
+        job = await store.create_job(JobSpec(id="logjob", task="sft", model="demo"))
+        await store.add_event(job, SandboxEvent(0, "progress", {"step": 1}))
+        for seq in range(1, 4):
+            await store.add_event(job, SandboxEvent(seq, "log", {"line": "x"}), view_changed=False)
+        reloaded = await store.get_job("logjob")
+        assert reloaded.last_seq == 3  # a restarted gateway resumes at seq 4, not 1
+        assert [j.last_seq for j in await store.list_jobs()] == [3]
+    finally:
+        await store.close()
