@@ -16,9 +16,13 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.model import Actor, Command, Conversation
+
+if TYPE_CHECKING:
+    from gateway.contracts import GatewayAPI, JobContext
+    from gateway.model import JobSpec, OutboundMessage
 
 MAX_COMMAND_CHARS = 2000
 MAX_TEXT_VALUE_CHARS = 1000
@@ -31,6 +35,7 @@ _HUB_ID = re.compile(rf"{_NAME}/{_NAME}")
 _PRESET = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _DATASET = re.compile(rf"(?:{_NAME}/{_NAME}|[a-z0-9][a-z0-9._-]{{0,63}}|upload:{_NAME})(?:#[0-9]{{1,7}})?")
 _JOB_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,39}")
+_CLOUD = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _TUNER_SUFFIXES = ("qlora", "lora", "full")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -51,7 +56,7 @@ class CommandError(Exception):
 @dataclass(frozen=True)
 class Param:
     """One typed argument. `kind` is one of: model, dataset, int, float, enum, bool, text,
-    job, verb. `flag` is set only for operator-configured extra flags (passed through to
+    job, verb, cloud. `flag` is set only for operator-configured extra flags (passed through to
     ms-swift as `--flag=value`)."""
 
     name: str
@@ -113,6 +118,10 @@ class Param:
             raise CommandError("bad_job_id", f"{raw!r} is not a job id.", "Job ids look like 3f9c2a1b; see .jobs.")
         if self.kind == "verb":
             return raw.lower()
+        if self.kind == "cloud":
+            if _CLOUD.fullmatch(raw.lower()):
+                return raw.lower()
+            raise CommandError("bad_value", f"cloud={raw!r} is not a cloud name.", "Use cloud=docker (see .plan).")
         if self.kind == "text":
             if len(raw) > MAX_TEXT_VALUE_CHARS:
                 raise CommandError("too_long", f"{self.name} is longer than {MAX_TEXT_VALUE_CHARS} characters.",
@@ -122,8 +131,10 @@ class Param:
                            "This is a bug in a plugin's command spec.")
 
 
-Handler = Callable[[Command, Any], Awaitable[Any]]
-JobBuilder = Callable[[Command, Any], Any]
+#: `handle(command, api)`: answer in chat (api: gateway.contracts.GatewayAPI).
+Handler = Callable[[Command, "GatewayAPI"], Awaitable["OutboundMessage"]]
+#: `build_job(command, ctx)`: the JobSpec to run (ctx: gateway.contracts.JobContext); may be async.
+JobBuilder = Callable[[Command, "JobContext"], "JobSpec | Awaitable[JobSpec]"]
 
 
 @dataclass(frozen=True)
@@ -196,6 +207,9 @@ def tokenize(text: str) -> list[tuple[str, bool]]:
     return tokens
 
 
+CLOUD = Param("cloud", "cloud", "where to run it (default: the gateway's default cloud)")
+
+
 class CommandTable:
     """All registered verbs; parses text into `Command`s and renders help."""
 
@@ -207,6 +221,9 @@ class CommandTable:
             self.add(spec)
 
     def add(self, spec: CommandSpec) -> None:
+        """Register a verb; every job verb also takes `cloud=NAME` (where to run it)."""
+        if spec.build_job is not None and all(p.name != "cloud" for p in spec.params):
+            spec = replace(spec, params=(*spec.params, CLOUD))
         for name in (spec.verb, *spec.aliases):
             if name in self._names and self._names[name] != spec.verb:
                 raise ValueError(f"verb {name!r} registered twice ({self._names[name]} and {spec.verb})")
@@ -226,11 +243,6 @@ class CommandTable:
             raise CommandError("unknown_verb", f"Unknown command {name!r}.",
                                f"{hint}Type {self.prefix}help for the list of commands.")
         return self.specs[verb]
-
-    def is_command(self, text: str) -> bool:
-        stripped = text.lstrip()
-        return stripped.startswith(self.prefix) and len(stripped) > len(self.prefix) \
-            and stripped[len(self.prefix)].isalpha()
 
     def parse(self, text: str, actor: Actor, conversation: Conversation) -> Command:
         """Parse `text` (with or without the prefix) into a typed `Command`."""
@@ -301,8 +313,9 @@ class CommandTable:
                 if p.default is not None:
                     args[p.name] = p.default
 
-    def help_text(self, verb: str | None = None) -> str:
-        """`.help` (all verbs, grouped) or `.help VERB` (usage, options, examples)."""
+    def help_text(self, verb: str | None = None, allowed: Callable[[CommandSpec], bool] | None = None) -> str:
+        """`.help` (all verbs, grouped) or `.help VERB` (usage, options, examples);
+        `allowed` hides the verbs the asker may not run."""
         p = self.prefix
         if verb:
             spec = self.lookup(verb)
@@ -315,7 +328,8 @@ class CommandTable:
             return "\n".join(x for x in lines if x)
         groups: dict[str, list[CommandSpec]] = {}
         for spec in self.specs.values():
-            groups.setdefault(spec.group, []).append(spec)
+            if allowed is None or allowed(spec):
+                groups.setdefault(spec.group, []).append(spec)
         out = []
         for group in sorted(groups):
             out.append(f"{group.capitalize()}:")

@@ -2,7 +2,10 @@
 
 `config.example.toml` is both the documentation of every key and the embedded default:
 `hammer serve` with no file runs on it (web chat on 127.0.0.1:8080, SQLite under the data
-dir, local Docker, a local-directory artifact store).
+dir, local Docker, a local-directory artifact store). A user's file *overlays* it: tables
+merge key by key, a value the file sets replaces the default, and a section the file
+leaves out keeps its default (`enabled = false` turns a chat or cloud section off).
+`hammer config show` prints the merged result with where each value came from.
 
 Secrets are never literal: a secret field holds a reference, `env:NAME` or `file:PATH`,
 resolved only when an adapter starts; every resolved value is registered with the log
@@ -11,10 +14,12 @@ redactor so it cannot leak into any log sink.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -89,7 +94,7 @@ class StoreSettings(Strict):
 class ArtifactSettings(Strict):
     store: str = "local"
     path: str = ""
-    link_ttl: Duration = 7 * 86400
+    link_ttl: Duration = Field(7 * 86400, gt=0)
 
 
 class JobSettings(Strict):
@@ -101,6 +106,7 @@ class JobSettings(Strict):
     cpus: float = Field(2, gt=0)
     headroom: float = Field(0.10, ge=0, le=1)
     notify_interval: Duration = 0
+    max_cost_usd: float = Field(0, ge=0)
 
 
 class PolicySettings(Strict):
@@ -173,18 +179,63 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
+DEFAULT_SOURCE = "config.example.toml (embedded)"
+
+
 def default_config_text() -> str:
     return resources.files("gateway").joinpath("config.example.toml").read_text(encoding="utf-8")
 
 
-def parse_settings(text: str, source: str = "<config>",
-                   extra_validators: Mapping[str, Any] | None = None) -> Settings:
-    """Parse and validate TOML text. `extra_validators` maps `chat.web`-style paths to
-    pydantic models that adapters declare for their own tables."""
+def _toml(text: str, source: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [("(file)", f"not valid TOML: {exc}")]) from None
+
+
+def overlay(base: Mapping[str, Any], top: Mapping[str, Any], source: str,
+            sources: dict[str, str], prefix: str = "") -> dict[str, Any]:
+    """`top` over `base`: tables merge recursively, anything else in `top` replaces.
+    `sources` maps every dotted key that `top` set to `source`."""
+    out = dict(base)
+    for key, value in top.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = overlay(out[key], value, source, sources, path + ".")
+        else:
+            out[key] = value
+            for leaf in _leaves(value, path):
+                sources[leaf] = source
+    return out
+
+
+def _leaves(value: Any, path: str) -> list[str]:
+    if isinstance(value, dict) and value:
+        return [leaf for k, v in value.items() for leaf in _leaves(v, f"{path}.{k}")]
+    return [path]
+
+
+@dataclass
+class Layered:
+    """The merged configuration as plain data, and where each value came from."""
+
+    data: dict[str, Any]
+    sources: dict[str, str]
+
+
+def layered(text: str | None, source: str) -> Layered:
+    """The embedded defaults with `text` (a user's file) on top."""
+    sources: dict[str, str] = {}
+    data = overlay({}, _toml(default_config_text(), DEFAULT_SOURCE), DEFAULT_SOURCE, sources)
+    if text is not None:
+        data = overlay(data, _toml(text, source), source, sources)
+    return Layered(data, sources)
+
+
+def validate(data: Mapping[str, Any], source: str,
+             extra_validators: Mapping[str, Any] | None = None) -> Settings:
+    """Validate merged config data. `extra_validators` maps `chat.web`-style paths to the
+    pydantic models that adapters declare for their own tables."""
     problems: list[tuple[str, str]] = []
     settings: Settings | None = None
     try:
@@ -204,11 +255,16 @@ def parse_settings(text: str, source: str = "<config>",
     return settings
 
 
-def load_settings(path: str | Path | None = None,
-                  extra_validators: Mapping[str, Any] | None = None) -> Settings:
-    """Load a file, or the embedded default when `path` is None."""
+def parse_settings(text: str, source: str = "<config>",
+                   extra_validators: Mapping[str, Any] | None = None) -> Settings:
+    """Parse TOML text over the embedded defaults and validate the result."""
+    return validate(layered(text, source).data, source, extra_validators)
+
+
+def read_config(path: str | Path | None) -> Layered:
+    """The layered config of a file (None: the embedded defaults alone)."""
     if path is None:
-        return parse_settings(default_config_text(), "config.example.toml (embedded)", extra_validators)
+        return layered(None, DEFAULT_SOURCE)
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -216,7 +272,57 @@ def load_settings(path: str | Path | None = None,
         raise ConfigError(str(p), [("(file)", f"cannot read it: {exc.strerror}")]) from None
     except UnicodeDecodeError:
         raise ConfigError(str(p), [("(file)", "not UTF-8 text")]) from None
-    return parse_settings(text, str(p), extra_validators)
+    return layered(text, str(p))
+
+
+def load_settings(path: str | Path | None = None,
+                  extra_validators: Mapping[str, Any] | None = None) -> Settings:
+    """Load a file over the embedded defaults, or the defaults alone when `path` is None."""
+    return validate(read_config(path).data, str(path) if path is not None else DEFAULT_SOURCE, extra_validators)
+
+
+def render_layered(cfg: Layered) -> str:
+    """TOML of the merged config, each value commented with the file it came from."""
+    lines: list[str] = []
+
+    def table(data: Mapping[str, Any], path: str) -> None:
+        scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in data.items() if k not in scalars}
+        if path and (scalars or not tables):
+            lines.append(f"\n[{path}]")
+        for key, value in scalars.items():
+            where = cfg.sources.get(f"{path}.{key}" if path else key) or _first_source(cfg, f"{path}.{key}")
+            lines.append(f"{_key(key)} = {_value(value)}  # {where}")
+        for key, value in tables.items():
+            table(value, f"{path}.{_key(key)}" if path else _key(key))
+
+    table(cfg.data, "")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _first_source(cfg: Layered, prefix: str) -> str:
+    for key, source in cfg.sources.items():
+        if key.startswith(prefix + "."):
+            return source
+    return DEFAULT_SOURCE
+
+
+def _key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))
 
 
 def resolve_secret(ref: str) -> str:

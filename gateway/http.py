@@ -1,8 +1,8 @@
 """hammer's aiohttp server: health, metrics, the REST API, and the routes adapters add
 (the web chat at `/`, Slack's `/slack/events`, artifacts at `/artifacts/`).
 
-When `http.token` is set every route but `/healthz` and signed webhooks (paths adapters
-list in `services.extra["open_paths"]`; they check their own signatures) needs it, as
+When `http.token` is set every route but `/healthz` and signed webhooks (routes adapters
+add with `Services.add_route(..., signed=True)`; they check their own signatures) needs it, as
 `Authorization: Bearer TOKEN`, a `hammer_token` cookie, or `?token=` once (which sets the
 cookie). It binds 127.0.0.1 unless configured, and refuses to bind elsewhere without one.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -22,15 +22,40 @@ from gateway.commands import CommandError
 from gateway.model import Actor, Conversation, Job, JobState, OutboundMessage
 
 if TYPE_CHECKING:
-    from gateway.service import Hammer
+    from gateway.config import Settings
+    from gateway.contracts import Services
+    from gateway.dispatch import Dispatcher
+    from gateway.jobs import Orchestrator
+    from gateway.store import Store
 
 log = logging.getLogger("hammer.http")
-HAMMER_KEY: web.AppKey[Any] = web.AppKey("hammer", object)
-OPEN_PATHS = ("/healthz", "/slack/events")
+OPEN_PATHS = ("/healthz",)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(hammer: Hammer) -> web.Application:
+class ProblemList(Protocol):
+    items: list[tuple[str, str]]
+
+    def add(self, where: str, what: str) -> None: ...
+
+
+class Gateway(Protocol):
+    """What the HTTP routes use of the running gateway (gateway.app.Hammer)."""
+
+    settings: Settings
+    problems: ProblemList
+    services: Services
+    store: Store
+    orchestrator: Orchestrator
+    dispatch: Dispatcher
+    chat: Mapping[str, Any]
+    clouds: Mapping[str, Any]
+
+
+HAMMER_KEY: web.AppKey[Gateway] = web.AppKey("hammer", Gateway)  # type: ignore[type-abstract]
+
+
+def build_app(hammer: Gateway) -> web.Application:
     token = ""
     if hammer.settings.http.token:
         try:
@@ -41,7 +66,7 @@ def build_app(hammer: Hammer) -> web.Application:
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not token or request.path in OPEN_PATHS or request.path in hammer.services.extra.get("open_paths", ()):
+        if not token or request.path in OPEN_PATHS or request.path in hammer.services.open_paths:
             return await handler(request)
         given = (request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
                  or request.cookies.get("hammer_token", "") or request.query.get("token", ""))
@@ -73,20 +98,20 @@ def job_summary(job: Job) -> dict[str, Any]:
 
 
 async def _health(request: web.Request) -> web.Response:
-    hammer: Hammer = request.app[HAMMER_KEY]
+    hammer = request.app[HAMMER_KEY]
     return web.json_response({"ok": True, "chat": sorted(hammer.chat), "clouds": sorted(hammer.clouds),
                               "problems": [f"{w}: {m}" for w, m in hammer.problems.items]})
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    hammer: Hammer = request.app[HAMMER_KEY]
+    hammer = request.app[HAMMER_KEY]
     counts: dict[str, int] = {s.value: 0 for s in JobState}
     async with hammer.store.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state") as cur:
         for state, n in await cur.fetchall():
             counts[state] = n
     lines = ["# HELP hammer_jobs Jobs by state.", "# TYPE hammer_jobs gauge"]
     lines += [f'hammer_jobs{{state="{s}"}} {n}' for s, n in counts.items()]
-    launches = hammer.orchestrator.launches if hammer.orchestrator else 0
+    launches = hammer.orchestrator.launches
     lines += ["# TYPE hammer_launches_total counter", f"hammer_launches_total {launches}"]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
@@ -98,7 +123,7 @@ def _api_actor(request: web.Request, body: dict[str, Any]) -> Actor:
 
 async def _command(request: web.Request) -> web.Response:
     """POST {"text": ".finetune demo-lora demo", "user": "alice"} -> the answer or the job."""
-    hammer: Hammer = request.app[HAMMER_KEY]
+    hammer = request.app[HAMMER_KEY]
     try:
         body = await request.json()
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
@@ -109,7 +134,7 @@ async def _command(request: web.Request) -> web.Response:
     actor = _api_actor(request, body)
     conv = Conversation("api", "api")
     try:
-        out = await hammer.execute(body["text"], actor, conv)
+        out = await hammer.dispatch.execute(body["text"], actor, conv)
     except CommandError as err:
         return web.json_response({"ok": False, "error": err.to_dict()}, status=422)
     if isinstance(out, Job):
@@ -120,13 +145,13 @@ async def _command(request: web.Request) -> web.Response:
 
 
 async def _jobs(request: web.Request) -> web.Response:
-    hammer: Hammer = request.app[HAMMER_KEY]
+    hammer = request.app[HAMMER_KEY]
     jobs = await hammer.store.list_jobs(limit=min(500, int(request.query.get("limit", "50"))))
     return web.json_response({"jobs": [job_summary(j) for j in jobs]})
 
 
 async def _job(request: web.Request) -> web.Response:
-    hammer: Hammer = request.app[HAMMER_KEY]
+    hammer = request.app[HAMMER_KEY]
     job = await hammer.store.get_job(request.match_info["job_id"])
     if job is None:
         raise web.HTTPNotFound(text="no such job")
@@ -134,7 +159,7 @@ async def _job(request: web.Request) -> web.Response:
 
 
 async def _events(request: web.Request) -> web.Response:
-    hammer: Hammer = request.app[HAMMER_KEY]
+    hammer = request.app[HAMMER_KEY]
     job_id = request.match_info["job_id"]
     if await hammer.store.get_job(job_id) is None:
         raise web.HTTPNotFound(text="no such job")
@@ -147,7 +172,7 @@ async def _events(request: web.Request) -> web.Response:
 
 
 async def _cancel(request: web.Request) -> web.Response:
-    hammer: Hammer = request.app[HAMMER_KEY]
+    hammer = request.app[HAMMER_KEY]
     try:
         body = await request.json() if request.can_read_body else {}
     except json.JSONDecodeError:
@@ -156,7 +181,7 @@ async def _cancel(request: web.Request) -> web.Response:
     if request.remote in ("127.0.0.1", "::1") and not hammer.settings.http.token:
         actor = Actor("api", actor.user_id, actor.display_name, ("admin",))  # the local operator
     try:
-        job = await hammer.cancel_job(request.match_info["job_id"], actor)
+        job = await hammer.dispatch.cancel_job(request.match_info["job_id"], actor)
     except CommandError as err:
         return web.json_response({"ok": False, "error": err.to_dict()}, status=409)
     return web.json_response({"ok": True, "job": job_summary(job)})

@@ -17,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 EVENT_PROTOCOL_VERSION = 1
+#: Where a job's inputs (earlier jobs' artifacts) appear inside the sandbox, read-only.
+INPUTS_ROOT = "/inputs"
+
+
+def input_path(key: str) -> str:
+    """The sandbox path of an input artifact key (`jobs/ab12/adapter` -> `/inputs/jobs/ab12/adapter`)."""
+    return f"{INPUTS_ROOT}/{key.strip('/')}"
 
 
 class JobState(enum.StrEnum):
@@ -66,6 +73,8 @@ class ErrorKind(enum.StrEnum):
     MODEL = "model"
     AUTH = "auth"
     TIMEOUT = "timeout"
+    PREEMPTED = "preempted"
+    COST = "cost"
     INTERNAL = "internal"
 
 
@@ -265,6 +274,11 @@ class JobSpec(Serializable):
 
     `argv` is the exact program the sandbox runner executes (an argv list, never a shell
     string). `secrets` are *names* resolved to values only when the container is created.
+    `inputs` are artifact keys of earlier jobs' outputs (`jobs/<id>/adapter`): the cloud
+    adapter makes each readable at `/inputs/<key>` before the runner starts, whatever cloud
+    produced it. `reply_to` is where the job's messages go when no chat message started it.
+    `price_per_hour` is the planner's pick (0 for free machines); the cost watchdog and
+    the ledger use it unless the placement reports the real price.
     """
 
     id: str
@@ -279,11 +293,12 @@ class JobSpec(Serializable):
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     mounts: tuple[Mount, ...] = ()
-    output: str = "local"
+    inputs: tuple[str, ...] = ()
     cloud: str = ""
     requester: Actor | None = None
     reply_to: Conversation | None = None
     needs_network: bool = False
+    price_per_hour: float = 0.0
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> JobSpec:
@@ -293,11 +308,12 @@ class JobSpec(Serializable):
             image=d.get("image", "hammer-sandbox:latest"),
             resources=Resources(**d.get("resources", {})), limits=Limits(**d.get("limits", {})),
             env=dict(d.get("env", {})), secrets=tuple(d.get("secrets", ())),
-            mounts=tuple(Mount(**m) for m in d.get("mounts", ())), output=d.get("output", "local"),
+            mounts=tuple(Mount(**m) for m in d.get("mounts", ())), inputs=tuple(d.get("inputs", ())),
             cloud=d.get("cloud", ""),
             requester=Actor.from_dict(d["requester"]) if d.get("requester") else None,
             reply_to=Conversation.from_dict(d["reply_to"]) if d.get("reply_to") else None,
             needs_network=bool(d.get("needs_network", False)),
+            price_per_hour=float(d.get("price_per_hour", 0.0)),
         )
 
 
@@ -406,3 +422,24 @@ class Job:
     @property
     def requester_key(self) -> str:
         return self.spec.requester.key if self.spec.requester else ""
+
+    @property
+    def price_per_hour(self) -> float:
+        """What the machine costs: the cloud's own figure when it reported one."""
+        if self.placement is not None and isinstance(self.placement.handle.get("price_per_hour"), int | float):
+            return float(self.placement.handle["price_per_hour"])
+        return self.spec.price_per_hour
+
+    def running_s(self, now: float) -> float:
+        """Seconds the job has held a machine (0 before it started)."""
+        if self.started_at is None:
+            return 0.0
+        return max(0.0, (self.finished_at or now) - self.started_at)
+
+    def cost_usd(self, now: float) -> float:
+        """Cost so far: price per hour x running time."""
+        return self.price_per_hour * self.running_s(now) / 3600
+
+    def artifact_keys(self) -> dict[str, str]:
+        """Artifact name -> key in the ArtifactStore, for the outputs that were stored."""
+        return {str(a["name"]): str(a["key"]) for a in self.artifacts if a.get("key")}

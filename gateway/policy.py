@@ -11,6 +11,7 @@ import fnmatch
 from dataclasses import dataclass, field
 
 from gateway.config import Settings
+from gateway.contracts import Permissions
 from gateway.model import Actor, Command, JobSpec
 from gateway.plugins import Plugins
 from gateway.store import Store
@@ -29,6 +30,19 @@ def roles_of(actor: Actor, settings: Settings) -> frozenset[str]:
 
 def is_admin(actor: Actor, settings: Settings) -> bool:
     return ADMIN in roles_of(actor, settings)
+
+
+def permissions(actor: Actor, settings: Settings) -> Permissions:
+    return Permissions(actor, roles_of(actor, settings))
+
+
+def may_run(actor: Actor, verb: str, settings: Settings) -> bool:
+    """Whether `[policy.allowed_tasks]` lets this actor use `verb` at all (help hides the rest)."""
+    needed = settings.policy.allowed_tasks.get(verb)
+    if needed is None:
+        return True
+    roles = roles_of(actor, settings)
+    return ADMIN in roles or bool(roles & set(needed))
 
 
 @dataclass
@@ -56,8 +70,8 @@ async def evaluate(actor: Actor, command: Command, spec: JobSpec | None, *, sett
         if allowed_models and not admin and not any(fnmatch.fnmatch(spec.model, pat) for pat in allowed_models):
             decision.deny(f"model {spec.model} is not on this server's allowlist "
                           f"({', '.join(allowed_models)}); ask an admin to add it")
-        task_roles = settings.policy.allowed_tasks.get(command.verb)
-        if task_roles is not None and not admin and not (roles_of(actor, settings) & set(task_roles)):
+        if not may_run(actor, command.verb, settings):
+            task_roles = settings.policy.allowed_tasks[command.verb]
             decision.deny(f".{command.verb} needs one of the roles {', '.join(task_roles)}; ask an admin")
         threshold = settings.policy.require_approval_over_usd
         if threshold and estimated_cost_usd is not None and estimated_cost_usd > threshold and not admin:

@@ -72,3 +72,32 @@ def announcement(who: str, name: str, size: int) -> tuple[str, str]:
     """(title, text) of the chat message that confirms an upload."""
     return (f"{who} uploaded {name} ({size:,} bytes)",
             f"Train on it with: .finetune demo-lora upload:{name} (or any model preset)")
+
+
+class UploadSpace:
+    """Where `upload:NAME` datasets live, as job builders see them (JobContext.upload)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, actor: object, name: str) -> Path | None:
+        """The stored file for `upload:NAME`, or None (also for names that are not dataset names)."""
+        if not is_dataset_name(name):
+            return None
+        path = self.root / name
+        return path if path.is_file() and not path.is_symlink() else None
+
+    def names(self, actor: object) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if is_dataset_name(p.name) and p.is_file())
+
+
+def count_rows(path: Path) -> int:
+    """Lines with content in a JSONL file (blocking: call it in a thread)."""
+    rows, last = 0, b"\n"
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            rows += chunk.count(b"\n")
+            last = chunk[-1:]
+    return rows + (0 if last == b"\n" else 1)

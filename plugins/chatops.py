@@ -8,50 +8,50 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway import render
+from gateway import messages
 from gateway.commands import CommandError, CommandSpec, Param
-from gateway.hookspecs import hookimpl
+from gateway.contracts import GatewayAPI
+from gateway.hookspecs import RegisterCommand, hookimpl
 from gateway.model import Command, Job, OutboundMessage
-from gateway.policy import is_admin
 
 JOB = Param("job", "job", "the job id (see .jobs)", required=True, positional=True)
 
 
-async def _help(cmd: Command, hammer: Any) -> OutboundMessage:
+async def _help(cmd: Command, api: GatewayAPI) -> OutboundMessage:
     verb = cmd.args.get("verb")
-    return render.text_message(hammer.commands.help_text(verb), title=f"help {verb}" if verb else "hammer commands")
+    return messages.text_message(api.help_text(cmd.actor, verb), title=f"help {verb}" if verb else "hammer commands")
 
 
-async def _job_or_error(hammer: Any, job_id: str) -> Job:
-    job: Job | None = await hammer.store.get_job(job_id)
+async def _job_or_error(api: GatewayAPI, job_id: str) -> Job:
+    job = await api.store.get_job(job_id)
     if job is None:
         raise CommandError("unknown_job", f"There is no job {job_id}.", "See .jobs for the list of jobs.")
     return job
 
 
-async def _status(cmd: Command, hammer: Any) -> OutboundMessage:
+async def _status(cmd: Command, api: GatewayAPI) -> OutboundMessage:
     if "job" not in cmd.args:
-        jobs = await hammer.store.list_jobs(requester=cmd.actor.key, limit=1)
+        jobs = await api.store.list_jobs(requester=cmd.actor.key, limit=1)
         if not jobs:
-            return render.text_message("You have no jobs. Try .finetune demo-lora demo", "status")
+            return messages.text_message("You have no jobs. Try .finetune demo-lora demo", "status")
         job = jobs[0]
     else:
-        job = await _job_or_error(hammer, cmd.args["job"])
-    msg = render.progress_message(job, time.time())
+        job = await _job_or_error(api, cmd.args["job"])
+    msg = messages.progress_message(job, time.time())
     return OutboundMessage(title=msg.title, text=msg.text, fields=msg.fields, progress=msg.progress,
                            level=msg.level, footer=msg.footer)
 
 
-async def _jobs(cmd: Command, hammer: Any) -> OutboundMessage:
+async def _jobs(cmd: Command, api: GatewayAPI) -> OutboundMessage:
     everyone = cmd.args.get("all", False)
-    jobs = await hammer.store.list_jobs(requester=None if everyone else cmd.actor.key,
+    jobs = await api.store.list_jobs(requester=None if everyone else cmd.actor.key,
                                         limit=int(cmd.args.get("limit", 10)))
-    return render.job_list(jobs, time.time())
+    return messages.job_list(jobs, time.time())
 
 
-async def _logs(cmd: Command, hammer: Any) -> OutboundMessage:
-    job = await _job_or_error(hammer, cmd.args["job"])
-    events = await hammer.store.events(job.id, types=("log", "error", "status"))
+async def _logs(cmd: Command, api: GatewayAPI) -> OutboundMessage:
+    job = await _job_or_error(api, cmd.args["job"])
+    events = await api.store.events(job.id, types=("log", "error", "status"))
     n = int(cmd.args.get("lines", 20))
     lines = []
     for e in events[-n:]:
@@ -62,33 +62,30 @@ async def _logs(cmd: Command, hammer: Any) -> OutboundMessage:
         else:
             lines.append(f"[{e.data.get('phase')}]")
     text = "\n".join(lines)[-1800:] or "(no output yet)"
-    return render.text_message(text, title=f"Last {min(n, len(events))} lines of job {job.id}")
+    return messages.text_message(text, title=f"Last {min(n, len(events))} lines of job {job.id}")
 
 
-async def _cancel(cmd: Command, hammer: Any) -> OutboundMessage:
-    job = await hammer.cancel_job(cmd.args["job"], cmd.actor)
-    return render.text_message(f"Job {job.id} is {job.state.value}.", level="warning")
+async def _cancel(cmd: Command, api: GatewayAPI) -> OutboundMessage:
+    job = await api.cancel_job(cmd.args["job"], cmd.actor)
+    return messages.text_message(f"Job {job.id} is {job.state.value}.", level="warning")
 
 
-async def _approval(cmd: Command, hammer: Any) -> OutboundMessage:
-    if not is_admin(cmd.actor, hammer.settings):
-        raise CommandError("denied", "Only a hammer admin can approve or deny jobs.", "Ask an admin.")
-    job = await _job_or_error(hammer, cmd.args["job"])
+async def _approval(cmd: Command, api: GatewayAPI) -> OutboundMessage:
     if cmd.verb == "approve":
-        job = await hammer.orchestrator.approve(job.id)
+        job = await api.approve_job(cmd.args["job"], cmd.actor)
     else:
-        job = await hammer.orchestrator.cancel(job.id, f"denied by {cmd.actor.display_name or cmd.actor.user_id}")
-    return render.text_message(f"Job {job.id} is {job.state.value}.")
+        job = await api.deny_job(cmd.args["job"], cmd.actor)
+    return messages.text_message(f"Job {job.id} is {job.state.value}.")
 
 
-async def _plan(cmd: Command, hammer: Any) -> OutboundMessage:
-    planned = await hammer.plan(cmd.args["command"])
+async def _plan(cmd: Command, api: GatewayAPI) -> OutboundMessage:
+    planned = await api.plan(cmd.args["command"])
     spec = planned.spec
     fields = [("Task", spec.task), ("Model", spec.model), ("Data", ", ".join(spec.datasets) or "–"),
               ("Runs on", spec.cloud), ("Image", spec.image),
               ("Resources", f"{spec.resources.gpu_count} GPU, {spec.resources.memory_gib:g} GiB RAM, "
                             f"{spec.resources.cpus:g} CPUs"),
-              ("Time limit", render.duration(spec.limits.max_runtime_s))]
+              ("Time limit", messages.duration(spec.limits.max_runtime_s))]
     est = planned.estimate or {}
     if est.get("per_gpu_gib") is not None:
         fields.append(("GPU memory", f"{est['per_gpu_gib']:.1f} GiB per GPU"))
@@ -98,13 +95,21 @@ async def _plan(cmd: Command, hammer: Any) -> OutboundMessage:
         fields.append(("Cheapest machine", f"{rec.get('cloud')} {rec.get('instance_type')} ({hw})"))
     elif est.get("reason"):
         fields.append(("Cheapest machine", f"none fits: {est['reason']}"))
-    if est.get("fits_target") is False:
-        fields.append((f"On {spec.cloud}", f"does not fit: {est.get('target_problem', '')}"))
+    if planned.fit_error is not None:
+        fields.append((f"On {spec.cloud}", f"does not fit: {planned.fit_error.message}"))
+    cost = planned.cost
+    fields.append(("Estimated cost", (f"${cost.estimated_usd:.2f}" if cost.estimated_usd is not None else "unknown")
+                   + f" ({cost.basis})"))
+    d = planned.decision
+    if not d.allowed:
+        fields.append(("Policy", "refused: " + "; ".join(d.reasons)))
+    elif d.needs_approval:
+        fields.append(("Policy", "needs an admin's approval (over policy.require_approval_over_usd)"))
     return OutboundMessage(title="Plan (nothing was started)", text="Command line: " + " ".join(spec.argv),
                            fields=tuple(fields))
 
 
-async def _estimate(cmd: Command, hammer: Any) -> OutboundMessage:
+async def _estimate(cmd: Command, api: GatewayAPI) -> OutboundMessage:
     import asyncio
 
     from gateway import estimate as est_mod
@@ -116,20 +121,20 @@ async def _estimate(cmd: Command, hammer: Any) -> OutboundMessage:
     def run() -> Any:
         est = est_mod.estimate(model, tuner=a.get("tuner") or tuner or "lora", task=a.get("task", "sft"),
                                max_length=a.get("max_length"), batch_size=a.get("batch_size", 1),
-                               gpus=a.get("gpus", 1), zero=int(zero) if zero else None,
+                               gpus=a.get("gpus") or 1, zero=int(zero) if zero else None,
                                tp=a.get("tp", 1), pp=a.get("pp", 1))
-        return est_mod.pick(est, headroom=hammer.settings.jobs.headroom)
+        return est_mod.pick(est, headroom=api.settings.jobs.headroom, auto_gpus=a.get("gpus") is None)
 
     try:
         plan = await asyncio.to_thread(run)
     except est_mod.EstimateError as exc:
         raise CommandError("bad_estimate", exc.message, exc.hint or "See .help estimate.") from None
-    return render.text_message(plan.summary(), title=f"GPU memory estimate for {a['model']}",
+    return messages.text_message(plan.summary(), title=f"GPU memory estimate for {a['model']}",
                                level="info" if plan.fits else "warning")
 
 
 @hookimpl
-def hammer_commands(register: Any) -> None:
+def hammer_commands(register: RegisterCommand) -> None:
     register(CommandSpec(
         "estimate", (Param("model", "model", "preset (qwen-7b, llama3-70b...) or hub id", required=True,
                            positional=True),

@@ -9,12 +9,14 @@ starts training at once instead of spending its first hour on the download.
 
 from __future__ import annotations
 
-from typing import Any
-
 from gateway.commands import CommandError, CommandSpec, Param
-from gateway.hookspecs import hookimpl
-from gateway.model import JobSpec
-from plugins._common import HUB, Argv, JobContext, SpecParts, resolve_model
+from gateway.contracts import JobContext
+from gateway.hookspecs import RegisterCommand, hookimpl
+from gateway.model import Command, JobSpec
+from plugins.argv import Argv
+from plugins.jobspec import SpecParts
+from plugins.models import resolve_model
+from plugins.params import HUB
 
 PARAMS: tuple[Param, ...] = (
     Param("model", "model", "model preset or hub id", required=True, positional=True),
@@ -23,7 +25,7 @@ PARAMS: tuple[Param, ...] = (
 )
 
 
-def build_job(command: Any, ctx: JobContext) -> JobSpec:
+def build_job(command: Command, ctx: JobContext) -> JobSpec:
     a = command.args
     hub = a.get("hub", "modelscope")
     model = resolve_model(a["model"], hub)
@@ -50,5 +52,5 @@ DOWNLOAD = CommandSpec(
 
 
 @hookimpl
-def hammer_commands(register: Any) -> None:
+def hammer_commands(register: RegisterCommand) -> None:
     register(DOWNLOAD)

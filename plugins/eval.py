@@ -7,20 +7,13 @@ job always needs the network, even for the local demo model.
 
 from __future__ import annotations
 
-from typing import Any
-
 from gateway.commands import CommandSpec, Param
-from gateway.hookspecs import hookimpl
-from gateway.model import JobSpec
-from plugins._common import (
-    ADAPTER,
-    GPUS,
-    HUB,
-    OUTPUT_DIR,
-    JobContext,
-    extra_flags,
-    model_job,
-)
+from gateway.contracts import JobContext
+from gateway.hookspecs import RegisterCommand, hookimpl
+from gateway.model import Command, JobSpec
+from plugins.argv import extra_flags
+from plugins.jobspec import OUTPUT_DIR, model_job
+from plugins.params import ADAPTER, GPUS, HUB
 
 #: EvalScope native benchmarks hammer offers (names as `--eval_dataset` takes them).
 BENCHMARKS = ("gsm8k", "arc", "mmlu", "cmmlu", "ceval", "hellaswag", "truthful_qa", "humaneval", "bbh",
@@ -35,10 +28,10 @@ PARAMS: tuple[Param, ...] = (
 )
 
 
-def build_job(command: Any, ctx: JobContext) -> JobSpec:
+def build_job(command: Command, ctx: JobContext) -> JobSpec:
     a = command.args
     hub = a.get("hub", "modelscope")
-    model, argv, parts = model_job(command, ctx, "eval", hub)
+    model, argv, parts, _ = model_job(command, ctx, "eval", hub)
     benchmark = a.get("benchmark", "gsm8k")
     limit = int(a.get("limit") or (10 if model.local else 100))
     argv.extend([("torch_dtype", model.preset.torch_dtype), ("infer_backend", "transformers"),
@@ -63,5 +56,5 @@ EVAL = CommandSpec(
 
 
 @hookimpl
-def hammer_commands(register: Any) -> None:
+def hammer_commands(register: RegisterCommand) -> None:
     register(EVAL)

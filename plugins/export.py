@@ -10,22 +10,14 @@ data for the demo model); bitsandbytes needs none. All three run on a CUDA GPU.
 
 from __future__ import annotations
 
-from typing import Any
-
 from gateway.commands import CommandError, CommandSpec, Param
-from gateway.hookspecs import hookimpl
-from gateway.model import JobSpec
-from plugins._common import (
-    GPUS,
-    HUB,
-    OUTPUT_DIR,
-    Argv,
-    JobContext,
-    SpecParts,
-    extra_flags,
-    model_and_adapter,
-    resolve_dataset,
-)
+from gateway.contracts import JobContext
+from gateway.hookspecs import RegisterCommand, hookimpl
+from gateway.model import Command, JobSpec
+from plugins.argv import extra_flags
+from plugins.datasets import resolve_dataset
+from plugins.jobspec import OUTPUT_DIR, model_job
+from plugins.params import GPUS, HUB
 
 METHODS = ("awq", "gptq", "bnb")
 #: Bit widths each method exports in ms-swift 4.6.
@@ -42,14 +34,14 @@ PARAMS: tuple[Param, ...] = (
 )
 
 
-def build_job(command: Any, ctx: JobContext) -> JobSpec:
+def build_job(command: Command, ctx: JobContext) -> JobSpec:
     a = command.args
     hub = a.get("hub", "modelscope")
     if not a.get("adapter") and not a.get("model"):
         raise CommandError("missing_argument", ".export needs a job id or model=PRESET.",
                            "Usage: .export JOBID [bits=4 method=awq], "
                            "or .export model=qwen-7b bits=4 method=gptq")
-    model, prior = model_and_adapter(command, ctx, hub)
+    model, argv, parts, prior = model_job(command, ctx, "export", hub, with_hub_flags=False)
     bits = int(a["bits"]) if a.get("bits") else None
     method = a.get("method")
     if method and bits is None:
@@ -74,19 +66,10 @@ def build_job(command: Any, ctx: JobContext) -> JobSpec:
     if is_lora and not merge:
         raise CommandError("bad_combination", "A LoRA job is quantized after merging its adapter.",
                            "Drop merge=false.")
-    gpus = int(a["gpus"]) if a.get("gpus") is not None else (1 if bits else model.preset.default_gpus)
-    if bits and gpus == 0:
+    parts.gpus = int(a["gpus"]) if a.get("gpus") is not None else (1 if bits else model.preset.default_gpus)
+    if bits and parts.gpus == 0:
         raise CommandError("bad_combination", f"{method} quantization needs a CUDA GPU; this job has gpus=0.",
                            "Give gpus=1, or export with merge=true only.")
-
-    argv = Argv("swift", "export")
-    parts = SpecParts(task="export", model_ref=model.ref, argv=argv, gpus=gpus)
-    parts.add_model(model)
-    argv.extend(model.flags())
-    if prior is not None:
-        parts.add_prior(prior)
-        if is_lora:
-            argv.opt("adapters", [prior.checkpoint])
     argv.opt("merge_lora", True if merge else None)
     if bits:
         argv.extend([("quant_bits", bits), ("quant_method", method)])
@@ -120,5 +103,5 @@ EXPORT = CommandSpec(
 
 
 @hookimpl
-def hammer_commands(register: Any) -> None:
+def hammer_commands(register: RegisterCommand) -> None:
     register(EXPORT)

@@ -8,21 +8,21 @@ for models too large for one GPU: the same options, `megatron sft|pt` instead of
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from gateway.commands import CommandSpec
-from gateway.hookspecs import hookimpl
-from gateway.model import JobSpec
-from plugins._common import JobContext
-from plugins._training import ALIGN_PARAMS, MEGATRON_PARAMS, TRAIN_PARAMS, build_training_job
+from gateway.contracts import JobContext
+from gateway.hookspecs import RegisterCommand, hookimpl
+from gateway.model import Command, JobSpec
+from plugins.training import ALIGN_PARAMS, MEGATRON_PARAMS, TRAIN_PARAMS, build_training_job
 
 FINETUNE_PARAMS = TRAIN_PARAMS + MEGATRON_PARAMS
 PRETRAIN_PARAMS = TRAIN_PARAMS + MEGATRON_PARAMS
 ALIGN_VERB_PARAMS = TRAIN_PARAMS + ALIGN_PARAMS
 
 
-def _builder(task: str) -> Any:
-    def build(command: Any, ctx: JobContext) -> JobSpec:
+def _builder(task: str) -> Callable[[Command, JobContext], JobSpec]:
+    def build(command: Command, ctx: JobContext) -> JobSpec:
         return build_training_job(command, ctx, task=task)
     return build
 
@@ -53,6 +53,6 @@ ALIGN = CommandSpec(
 
 
 @hookimpl
-def hammer_commands(register: Any) -> None:
+def hammer_commands(register: RegisterCommand) -> None:
     for spec in (FINETUNE, PRETRAIN, ALIGN):
         register(spec)

@@ -9,22 +9,13 @@ answers land in `/workspace/output/infer_result.jsonl` and come back as `sample`
 
 from __future__ import annotations
 
-from typing import Any
-
 from gateway.commands import CommandSpec, Param
-from gateway.hookspecs import hookimpl
-from gateway.model import JobSpec
-from plugins._common import (
-    ADAPTER,
-    GPUS,
-    HUB,
-    OUTPUT_DIR,
-    SYSTEM,
-    JobContext,
-    extra_flags,
-    model_job,
-    multi_gpu_env,
-)
+from gateway.contracts import JobContext
+from gateway.hookspecs import RegisterCommand, hookimpl
+from gateway.model import Command, JobSpec
+from plugins.argv import extra_flags
+from plugins.jobspec import OUTPUT_DIR, model_job, multi_gpu_env
+from plugins.params import ADAPTER, GPUS, HUB, SYSTEM
 
 PROMPTS_FILE = "/workspace/prompts.jsonl"
 RESULT_FILE = f"{OUTPUT_DIR}/infer_result.jsonl"
@@ -40,10 +31,10 @@ PARAMS: tuple[Param, ...] = (
 )
 
 
-def build_job(command: Any, ctx: JobContext) -> JobSpec:
+def build_job(command: Command, ctx: JobContext) -> JobSpec:
     a = command.args
     hub = a.get("hub", "modelscope")
-    model, argv, parts = model_job(command, ctx, "infer", hub)
+    model, argv, parts, _ = model_job(command, ctx, "infer", hub)
     gpus = parts.gpus
     max_new = int(a.get("max_new_tokens") or (64 if model.local else 512))
     argv.extend([("torch_dtype", model.preset.torch_dtype), ("infer_backend", "transformers"),
@@ -71,5 +62,5 @@ INFER = CommandSpec(
 
 
 @hookimpl
-def hammer_commands(register: Any) -> None:
+def hammer_commands(register: RegisterCommand) -> None:
     register(INFER)

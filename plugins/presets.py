@@ -119,6 +119,10 @@ class DatasetPreset:
     local_kind: str | None = None  # the demo: (prepare kind) created by the runner
     description: str = ""
     aliases: tuple[str, ...] = field(default=())
+    #: Rows and mean tokens per row (from the dataset cards, rounded; None: not known):
+    #: what the planner turns into training hours and an estimated cost.
+    samples: int | None = None
+    avg_tokens: int | None = None
 
     def hub_id(self, hub: str) -> str | None:
         return self.hub_id_hf if hub == "hf" else self.hub_id_modelscope
@@ -126,24 +130,32 @@ class DatasetPreset:
 
 _DATASETS: tuple[DatasetPreset, ...] = (
     DatasetPreset("demo", "sft", local_kind="sft",
+                  samples=40, avg_tokens=40,
                   description="a few dozen chat samples hammer writes locally (no download)"),
     DatasetPreset("demo-preference", "preference", local_kind="preference",
+                  samples=40, avg_tokens=60,
                   description="local chosen/rejected pairs for align (dpo, orpo, simpo)",
                   aliases=("demo-dpo",)),
     DatasetPreset("demo-kto", "kto", local_kind="kto",
+                  samples=80, avg_tokens=50,
                   description="local answers labelled good/bad for align method=kto"),
     DatasetPreset("alpaca-zh", "sft", "AI-ModelScope/alpaca-gpt4-data-zh", "llm-wizard/alpaca-gpt4-data-zh",
+                  samples=48_818, avg_tokens=300,
                   description="GPT-4 answers to the Alpaca instructions, Chinese",
                   aliases=("alpaca_zh", "alpaca-gpt4-zh")),
     DatasetPreset("alpaca-en", "sft", "AI-ModelScope/alpaca-gpt4-data-en", "vicgalle/alpaca-gpt4",
+                  samples=52_002, avg_tokens=280,
                   description="GPT-4 answers to the Alpaca instructions, English",
                   aliases=("alpaca_en", "alpaca", "alpaca-gpt4-en")),
     DatasetPreset("self-cognition", "sft", "swift/self-cognition", "modelscope/self-cognition",
+                  samples=108, avg_tokens=80,
                   description="who-am-I answers (ms-swift's self-cognition set)",
                   aliases=("self_cognition",)),
     DatasetPreset("code-alpaca", "sft", "AI-ModelScope/CodeAlpaca-20k", "HuggingFaceH4/CodeAlpaca_20K",
+                  samples=20_022, avg_tokens=150,
                   description="20k coding instructions", aliases=("code_alpaca",)),
     DatasetPreset("long-alpaca", "sft", "AI-ModelScope/LongAlpaca-12k", "Yukang/LongAlpaca-12k",
+                  samples=12_000, avg_tokens=6_000,
                   description="12k long-context instructions", aliases=("long_alpaca",)),
     DatasetPreset("wiki_zh", "pt", "AI-ModelScope/wikipedia-cn-20230720-filtered",
                   "pleisto/wikipedia-cn-20230720-filtered",
@@ -156,6 +168,7 @@ _DATASETS: tuple[DatasetPreset, ...] = (
                   "shareAI/DPO-zh-en-emoji", description="zh/en preference pairs (emoji style)",
                   aliases=("shareai-dpo",)),
     DatasetPreset("orpo-mix", "preference", "AI-ModelScope/orpo-dpo-mix-40k", "mlabonne/orpo-dpo-mix-40k",
+                  samples=44_245, avg_tokens=600,
                   description="40k preference pairs", aliases=("orpo-dpo-mix",)),
     DatasetPreset("ultrafeedback-kto", "kto", "AI-ModelScope/ultrafeedback-binarized-preferences-cleaned-kto",
                   None, description="UltraFeedback answers labelled for KTO"),

@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.chat.web_history import WebHistory
 from gateway import uploads
-from gateway.contracts import InboxItem, Services
-from gateway.hookspecs import hookimpl
+from gateway.contracts import ChatAdapterBase, InboxItem, Services
+from gateway.hookspecs import RegisterChatAdapter, hookimpl
 from gateway.model import (
     Actor,
     ChatMessage,
@@ -73,7 +73,7 @@ class _Record:
                 "msg": self.msg}
 
 
-class WebChatAdapter:
+class WebChatAdapter(ChatAdapterBase):
     name = "web"
     config_model = WebConfig
     rate_limits = RateLimits(min_edit_interval_s=0.25, max_message_chars=20_000)
@@ -89,13 +89,11 @@ class WebChatAdapter:
         self.images: dict[str, Path] = {k: Path(v) for k, v in self.store.images.items()}
         self._ids = itertools.count(highest + 1)
         self._inbox: asyncio.Queue[InboxItem] | None = None
-        app = services.http
-        if app is not None:
-            app.router.add_get("/", self._index)
-            app.router.add_get("/ws", self._socket)
-            app.router.add_get("/web/static/{name}", self._static)
-            app.router.add_get("/web/images/{image_id}", self._image)
-            app.router.add_post("/web/upload", self._upload)
+        services.add_route("GET", "/", self._index)
+        services.add_route("GET", "/ws", self._socket)
+        services.add_route("GET", "/web/static/{name}", self._static)
+        services.add_route("GET", "/web/images/{image_id}", self._image)
+        services.add_route("POST", "/web/upload", self._upload)
         self.uploads_dir = services.data_dir / "uploads"
 
     # -- ChatAdapter ------------------------------------------------------------------------
@@ -272,5 +270,5 @@ class WebChatAdapter:
 
 
 @hookimpl
-def hammer_chat_adapters(register: Any) -> None:
+def hammer_chat_adapters(register: RegisterChatAdapter) -> None:
     register("web", WebChatAdapter)

@@ -3,6 +3,10 @@
 Artifacts and job log archives are copied under `artifacts.path` (default
 `<data_dir>/artifacts`) and served by the gateway's own HTTP server at
 `/artifacts/<key>`; a directory (a LoRA adapter) is shown as a file listing.
+
+Copies never follow symbolic links (gateway/safe_copy.py): a link in a job's output is
+left out and named in the result. Stored files are 0644 and directories 0755 whatever
+mode the job wrote them with (trainers write 0600): artifacts are for sharing.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import html
 import shutil
+import uuid
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,8 +22,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from gateway.contracts import Services
-from gateway.hookspecs import hookimpl
+from gateway import safe_copy
+from gateway.contracts import PutResult, Services
+from gateway.hookspecs import RegisterArtifactStore, hookimpl
 
 
 class LocalStoreConfig(BaseModel):
@@ -33,53 +39,42 @@ def _safe_key(key: str) -> PurePosixPath:
     return p
 
 
-def _shareable(path: Path) -> None:
-    """Artifacts are for sharing (a link in chat, a later job's read-only mount): files
-    0644, directories 0755, whatever mode the job wrote them with (trainers write 0600)."""
-    items = [path, *path.rglob("*")] if path.is_dir() else [path]
-    for item in items:
-        item.chmod(0o755 if item.is_dir() else 0o644)
-
-
 class LocalArtifactStore:
     name = "local"
     config_model = LocalStoreConfig
 
     def __init__(self, config: Mapping[str, Any], services: Services) -> None:
-        settings = services.settings
-        default = settings.artifacts_dir if settings is not None else services.data_dir / "artifacts"
-        root = config.get("path") or default
+        root = config.get("path") or services.settings.artifacts_dir
         self.root = Path(root).expanduser()
-        self.public_url = services.public_url.rstrip("/")
-        if services.http is not None:
-            services.http.router.add_get("/artifacts/{key:.+}", self._serve)
+        self.services = services
+        services.add_route("GET", "/artifacts/{key:.+}", self._serve)
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*_safe_key(key).parts)
 
-    async def put(self, path: Path, key: str) -> str:
+    async def put(self, path: Path, key: str) -> PutResult:
         dest = self._path(key)
 
-        def copy() -> None:
+        def copy() -> safe_copy.CopyReport:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if path.is_dir():
-                tmp = dest.with_name(dest.name + ".partial")
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(path, tmp)
-                shutil.rmtree(dest, ignore_errors=True)
+            if path.is_dir() and not path.is_symlink():
+                tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
+                report = safe_copy.copy_tree(path, tmp)
+                old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
+                if dest.exists():
+                    dest.rename(old)
                 tmp.rename(dest)
-            else:
-                tmp = dest.with_name(dest.name + ".partial")
-                shutil.copyfile(path, tmp)
-                tmp.replace(dest)
+                shutil.rmtree(old, ignore_errors=True)
+                return report
+            return safe_copy.copy_file(path, dest)
 
-        await asyncio.to_thread(copy)
-        await asyncio.to_thread(_shareable, dest)
-        return dest.as_uri()
+        report = await asyncio.to_thread(copy)
+        return PutResult(dest.as_uri(), tuple(report.skipped))
 
-    async def url(self, key: str, expires: float = 7 * 24 * 3600) -> str:
+    async def url(self, key: str, expires: float) -> str:
+        """Links on the gateway's own server do not expire (it checks who asks)."""
         suffix = "/" if self._path(key).is_dir() else ""
-        return f"{self.public_url}/artifacts/{_safe_key(key)}{suffix}"
+        return f"{self.services.public_url.rstrip('/')}/artifacts/{_safe_key(key)}{suffix}"
 
     async def get(self, key: str) -> Path:
         path = self._path(key)
@@ -107,5 +102,5 @@ class LocalArtifactStore:
 
 
 @hookimpl
-def hammer_artifact_stores(register: Any) -> None:
+def hammer_artifact_stores(register: RegisterArtifactStore) -> None:
     register("local", LocalArtifactStore)

@@ -48,7 +48,8 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, metavar="N",
                    help="tokens per sample (default 2048, or the model's context if shorter)")
     p.add_argument("--batch-size", type=int, default=1, metavar="N", help="per-GPU batch size (default 1)")
-    p.add_argument("--gpus", type=int, default=1, metavar="N", help="GPUs for the job (default 1)")
+    p.add_argument("--gpus", type=int, metavar="N", help="GPUs for the job (default: 1, or 2/4/8 when that is "
+                   "the cheapest machine that holds it)")
     p.add_argument("--zero", type=int, choices=(2, 3), help="DeepSpeed ZeRO stage")
     p.add_argument("--tp", type=int, default=1, metavar="N", help="Megatron tensor parallel size")
     p.add_argument("--pp", type=int, default=1, metavar="N", help="Megatron pipeline parallel size")
@@ -109,10 +110,12 @@ def _instances(clouds_arg: str | None) -> list[InstanceType]:
 def plan_from_args(args: argparse.Namespace) -> Plan:
     """The Plan `hammer estimate` shows (raises EstimateError on bad input)."""
     est = estimate(_arch_from_args(args), tuner=args.tuner, task=args.task, max_length=args.max_length,
-                   batch_size=args.batch_size, gpus=args.gpus, zero=args.zero, tp=args.tp, pp=args.pp)
+                   batch_size=args.batch_size, gpus=args.gpus or max(1, args.tp * args.pp), zero=args.zero,
+                   tp=args.tp, pp=args.pp)
+    fixed = args.gpus is not None or args.zero is not None or args.tp * args.pp > 1
     return pick(est, instances=_instances(getattr(args, "clouds", None)),
                 headroom=getattr(args, "headroom", None) or DEFAULT_HEADROOM,
-                train_tokens=getattr(args, "train_tokens", None))
+                train_tokens=getattr(args, "train_tokens", None), auto_gpus=not fixed)
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.catalog import load_instances
 from gateway.estimate.memory import GIB, Estimate, EstimateError
-from gateway.estimate.throughput import tokens_per_second, usd_per_million_tokens
+from gateway.estimate.throughput import gpu_spec, tokens_per_second, usd_per_million_tokens
 from gateway.model import InstanceType
 
 MIB = 1024**2
@@ -227,12 +227,35 @@ def _cost(c: InstanceChoice) -> float:
     return c.est_cost_usd if c.est_cost_usd is not None else c.instance.price_per_hour
 
 
+#: GPU counts `pick(auto_gpus=True)` tries when the job does not fix its own.
+AUTO_GPU_COUNTS = (2, 4, 8)
+
+
+def scale_out(est: Estimate) -> list[tuple[str, Estimate]]:
+    """The same job on 2, 4 and 8 GPUs, with each strategy that applies: DeepSpeed ZeRO-3
+    (training), Megatron TP x PP (training, 30B+ models, not QLoRA), tensor parallel
+    (inference). Invalid combinations are left out."""
+    out: list[tuple[str, Estimate]] = []
+    for family, summary, change in variants(est):
+        if family not in ("zero3", "megatron", "tp") or change.get("gpus") not in AUTO_GPU_COUNTS:
+            continue
+        try:
+            out.append((summary, est.with_changes(**change)))
+        except EstimateError:
+            continue
+    return out
+
+
 def pick(est: Estimate, *, instances: Sequence[InstanceType] | None = None,
          clouds: Iterable[str] | None = None, headroom: float = DEFAULT_HEADROOM,
-         train_tokens: float | None = None) -> Plan:
+         train_tokens: float | None = None, auto_gpus: bool = False) -> Plan:
     """The cheapest machine for `est` among `instances` (default: the catalog, limited to
     `clouds`), plus alternatives. `train_tokens` (tokens to process, all epochs) turns
-    prices into a job cost. Pure: add `local_host_instance()` to `instances` yourself."""
+    prices into a job cost. Pure: add `local_host_instance()` to `instances` yourself.
+
+    `auto_gpus` (the user did not fix a GPU count): a one-GPU job is also tried on 2, 4
+    and 8 GPUs with the strategies that apply (`scale_out`), and the cheapest fit of all
+    wins; the plan's estimate is then the one for the machine it recommends."""
     if headroom < 0:
         raise EstimateError(f"headroom must be 0 or more, not {headroom}")
     pool = list(instances) if instances is not None else load_instances(clouds)
@@ -240,6 +263,19 @@ def pick(est: Estimate, *, instances: Sequence[InstanceType] | None = None,
         raise EstimateError("no machines to choose from",
                             "enable a cloud with a catalog (aws, gcp) or the local Docker host")
     rec = choose(est, pool, headroom, train_tokens)
+    notes: tuple[str, ...] = ()
+    if auto_gpus and est.gpus == 1:
+        # Sharding one model over PCIe-only cards (L4, A10G, L40S) is slow enough that
+        # hammer never picks it by itself; `gpus=N` still asks for it explicitly.
+        linked = [m for m in pool if gpu_spec(m.gpu).nvlink]
+        for summary, scaled in scale_out(est):
+            choice = choose(scaled, linked, headroom, train_tokens)
+            if choice is not None and (rec is None or _cost(choice) < _cost(rec) * MIN_SAVING):
+                est, rec = scaled, choice
+                notes = (f"no GPU count was given: {summary} is the cheapest machine that holds the job",)
+    if notes:
+        alts = alternatives(est, pool, headroom, train_tokens, cheaper_than=_cost(rec) if rec else None)
+        return Plan(estimate=est, recommendation=rec, alternatives=tuple(alts), headroom=headroom, notes=notes)
     alts = alternatives(est, pool, headroom, train_tokens, cheaper_than=_cost(rec) if rec else None)
     reason = "" if rec else _no_fit_reason(est, pool, headroom)
     return Plan(estimate=est, recommendation=rec, alternatives=tuple(alts), headroom=headroom, reason=reason)

@@ -45,13 +45,14 @@ class GpuSpec:
     name: str
     bf16_tflops: float  # dense
     bandwidth_gbps: float
+    nvlink: bool = False  # SXM parts with NVLink/NVSwitch between the GPUs of a machine
 
 
 # Most specific first: "a100" before "a10", "l40s" before "l40" before "l4".
 _SPECS: tuple[tuple[str, GpuSpec], ...] = (
-    ("h200", GpuSpec("H200", 989, 4800)),
-    ("h100", GpuSpec("H100", 989, 3350)),
-    ("a100", GpuSpec("A100", 312, 2039)),
+    ("h200", GpuSpec("H200", 989, 4800, nvlink=True)),
+    ("h100", GpuSpec("H100", 989, 3350, nvlink=True)),
+    ("a100", GpuSpec("A100", 312, 2039, nvlink=True)),
     ("l40s", GpuSpec("L40S", 362, 864)),
     ("l40", GpuSpec("L40", 181, 864)),
     ("a10g", GpuSpec("A10G", 70, 600)),
@@ -60,7 +61,7 @@ _SPECS: tuple[tuple[str, GpuSpec], ...] = (
     ("4090", GpuSpec("RTX 4090", 165, 1008)),
     ("3090", GpuSpec("RTX 3090", 71, 936)),
     ("a6000", GpuSpec("RTX A6000", 155, 768)),
-    ("v100", GpuSpec("V100", 125, 900)),
+    ("v100", GpuSpec("V100", 125, 900, nvlink=True)),
     ("t4", GpuSpec("T4", 65, 320)),
 )
 UNKNOWN_GPU = GpuSpec("unknown GPU", 50, 500)

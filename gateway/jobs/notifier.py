@@ -5,6 +5,11 @@ from a chatty trainer; Discord allows about five edits per five seconds). The no
 keeps only the newest rendering per job and edits at most once per the adapter's
 `min_edit_interval_s`; whatever arrives in between is coalesced. The final state is
 always delivered: `finish()` waits for the last edit and then posts the report.
+
+The notifier owns the message from first to last: `open()` posts it (as the answer to
+the command, or into `JobSpec.reply_to`), `update()` edits it, `finish()` closes it and
+posts the report. It renders every one of them itself (gateway/messages.py); the
+orchestrator only hands it jobs.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from gateway import messages
 from gateway.contracts import ChatAdapter
-from gateway.model import Job, MessageRef, OutboundMessage
+from gateway.model import ChatMessage, Job, MessageRef, OutboundMessage
 
 log = logging.getLogger("hammer.notify")
 
@@ -49,10 +56,29 @@ class ProgressNotifier:
         slot = self._slots.get(job_id)
         return slot.edits if slot else 0
 
-    def update(self, job: Job, msg: OutboundMessage) -> None:
+    async def open(self, job: Job, origin: ChatMessage | None = None) -> MessageRef | None:
+        """Post the job's progress message: the answer to `origin` (the command), else a new
+        message in `job.spec.reply_to`. Sets `job.progress_ref` (the caller persists it);
+        None when there is nowhere to post (an API job) or the post failed (logged)."""
+        conversation = origin.conversation if origin is not None else job.spec.reply_to
+        adapter = self.adapters.get(conversation.platform) if conversation is not None else None
+        if adapter is None or conversation is None:
+            return None
+        msg = messages.progress_message(job, time.time())
+        try:
+            ref = await (adapter.reply(origin, msg) if origin is not None else adapter.send(conversation, msg))
+        except Exception as exc:
+            log.error("job %s: posting the progress message failed: %s", job.id, exc, extra={"job_id": job.id})
+            return None
+        job.progress_ref = ref
+        self._slots[job.id] = _Slot(ref, latest=msg, shown=msg, last_edit=self.clock())
+        return ref
+
+    def update(self, job: Job, msg: OutboundMessage | None = None) -> None:
         """Record the newest rendering; an edit follows as soon as the rate limit allows."""
         if job.progress_ref is None or self._adapter(job.progress_ref) is None:
             return
+        msg = msg or messages.progress_message(job, time.time())
         slot = self._slots.get(job.id)
         if slot is None or slot.ref != job.progress_ref:
             slot = self._slots[job.id] = _Slot(job.progress_ref)
@@ -100,7 +126,7 @@ class ProgressNotifier:
             slot.task = asyncio.create_task(self._pump(job_id, slot))
             await asyncio.wait({slot.task}, timeout=max(0.05, deadline - self.clock()))
 
-    async def finish(self, job: Job, final: OutboundMessage, report: OutboundMessage | None) -> None:
+    async def finish(self, job: Job, links: Mapping[str, str], image: Path | None = None) -> None:
         """Deliver the final state of the progress message, then the report in the thread."""
         if job.progress_ref is None:
             return
@@ -109,16 +135,16 @@ class ProgressNotifier:
             log.warning("job %s: chat adapter %s is not running; report not delivered",
                         job.id, job.progress_ref.platform, extra={"job_id": job.id})
             return
-        self.update(job, final)
+        self.update(job, messages.progress_message(job, time.time()))
         await self.flush(job.id)
-        if report is not None:
-            for attempt in range(MAX_EDIT_ATTEMPTS):
-                try:
-                    await adapter.send(job.progress_ref.conversation, report)
-                    break
-                except Exception as exc:
-                    log.warning("job %s: sending the report failed (%s)", job.id, exc, extra={"job_id": job.id})
-                    await asyncio.sleep(min(30.0, 0.5 * 2 ** attempt))
+        report = messages.report_message(job, dict(links), image)
+        for attempt in range(MAX_EDIT_ATTEMPTS):
+            try:
+                await adapter.send(job.progress_ref.conversation, report)
+                break
+            except Exception as exc:
+                log.warning("job %s: sending the report failed (%s)", job.id, exc, extra={"job_id": job.id})
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** attempt))
         self._slots.pop(job.id, None)
 
     async def close(self) -> None:

@@ -5,6 +5,11 @@ told; an event is stored (with the job's updated view, in one transaction) befor
 progress message changes. On start the orchestrator re-attaches to every job that was
 provisioning, running or uploading and resumes its event stream after the last stored
 sequence number, so a gateway restart loses nothing and launches nothing twice.
+
+Outputs are the orchestrator's business, not the cloud's: when a job ends, every
+artifact it announced is put in the ArtifactStore under `jobs/<job_id>/<name>` (never
+through a symbolic link), its key recorded on the job, and the chat gets links from the
+store. A later job names those keys in `JobSpec.inputs`, on whichever cloud it runs.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway import logs, render
+from gateway import logs, safe_copy
 from gateway.contracts import ArtifactStore, CloudAdapter
 from gateway.jobs.notifier import ProgressNotifier
-from gateway.model import ErrorKind, Job, JobSpec, JobState, Placement, SandboxEvent
+from gateway.messages import duration
+from gateway.model import ChatMessage, ErrorKind, Job, JobSpec, JobState, Placement, SandboxEvent
 from gateway.store import Store
 
 log = logging.getLogger("hammer.jobs")
@@ -34,9 +40,10 @@ class Orchestrator:
     def __init__(self, store: Store, clouds: Mapping[str, CloudAdapter], notifier: ProgressNotifier,
                  *, artifacts: ArtifactStore | None = None, on_event: Callable[[Job, SandboxEvent], None] | None = None,
                  default_cloud: str = "docker", watchdog_interval_s: float = 5.0,
-                 hints: Callable[[Job], str | None] | None = None) -> None:
+                 hints: Callable[[Job], str | None] | None = None, link_ttl_s: float = 7 * 86400) -> None:
         self.store, self.clouds, self.notifier = store, clouds, notifier
         self.artifacts = artifacts
+        self.link_ttl_s = link_ttl_s
         self.on_event = on_event
         self.default_cloud = default_cloud
         self.watchdog_interval_s = watchdog_interval_s
@@ -57,14 +64,11 @@ class Orchestrator:
 
     async def _sweep(self) -> None:
         """Remove what a cloud still holds for jobs that are no longer active (a crash
-        between launch and bookkeeping, a cleanup that failed). Adapters opt in with
-        `async def placements() -> list[Placement]`."""
+        between launch and bookkeeping, a cleanup that failed), as each adapter's
+        `placements()` lists them."""
         for cloud in self.clouds.values():
-            listing = getattr(cloud, "placements", None)
-            if listing is None:
-                continue
             try:
-                leftovers = await listing()
+                leftovers = await cloud.placements()
             except Exception as exc:
                 log.warning("listing %s placements failed: %s", cloud.name, exc)
                 continue
@@ -120,12 +124,10 @@ class Orchestrator:
 
     # -- submitting and cancelling -------------------------------------------------------------
     async def submit(self, spec: JobSpec, *, pending_approval: bool = False,
-                     before_start: Callable[[Job], Any] | None = None) -> Job:
-        """Persist a new job and start it (unless it waits for approval).
-
-        `before_start(job)` runs after the job is stored and before it is launched: the
-        service uses it to post the progress message, so its reference is persisted first.
-        """
+                     origin: ChatMessage | None = None) -> Job:
+        """Persist a new job, open its progress message, and start it (unless it waits for
+        approval). The message's reference is stored before the job launches, so a restart
+        keeps editing the same message."""
         if not spec.cloud:
             spec = dataclasses.replace(spec, cloud=self.default_cloud)
         if spec.cloud not in self.clouds:
@@ -133,10 +135,8 @@ class Orchestrator:
         state = JobState.PENDING_APPROVAL if pending_approval else JobState.QUEUED
         job = await self.store.create_job(spec, state)
         self.jobs[job.id] = job
-        if before_start is not None:
-            result = before_start(job)
-            if asyncio.iscoroutine(result):
-                await result
+        if await self.notifier.open(job, origin) is not None:
+            await self.store.save(job)
         if state == JobState.QUEUED:
             self._spawn(job)
         return job
@@ -265,8 +265,10 @@ class Orchestrator:
         job.error = {"kind": kind.value, "message": message, "hint": hint}
         await self._end(job, JobState.FAILED, message)
 
-    async def time_out(self, job: Job, message: str, hint: str) -> None:
-        job.error = {"kind": ErrorKind.TIMEOUT.value, "message": message, "hint": hint}
+    async def time_out(self, job: Job, message: str, hint: str, *, kind: ErrorKind = ErrorKind.TIMEOUT,
+                       state: JobState = JobState.TIMED_OUT) -> None:
+        """Stop a job a watchdog caught (time, idleness, cost) and end it in `state`."""
+        job.error = {"kind": kind.value, "message": message, "hint": hint}
         if job.placement is not None and job.placement.cloud in self.clouds:
             try:
                 await self.clouds[job.placement.cloud].cancel(job.placement)
@@ -275,7 +277,7 @@ class Orchestrator:
         task = self._tasks.pop(job.id, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-        await self._end(job, JobState.TIMED_OUT, message)
+        await self._end(job, state, message)
 
     async def _end(self, job: Job, state: JobState, reason: str) -> None:
         async with self._lock(job.id):
@@ -291,38 +293,77 @@ class Orchestrator:
         await self._finalize(job, image)
 
     async def _collect(self, job: Job) -> Path | None:
-        """Copy the job's artifacts into the artifact store; links go into job.result."""
+        """Put the job's artifacts into the artifact store (keys on `job.artifacts`, links
+        in `job.result["links"]`); returns a local copy of the loss curve, if any."""
         links: dict[str, str] = {}
-        image: Path | None = None
         cloud = self.clouds.get(job.placement.cloud) if job.placement else None
-        workdir = cloud.collect(job.placement) if cloud and job.placement else None
-        for art in job.artifacts:
-            if art.get("uri"):
-                links[str(art["name"])] = str(art["uri"])
-            if workdir is None or self.artifacts is None or not art.get("path"):
-                continue
-            path = workdir / str(art["path"])
-            if not path.exists() or not _inside(path, workdir):
-                continue
-            key = f"jobs/{job.id}/{art['name'] if path.is_dir() else path.name}"
+        workdir: Path | None = None
+        if cloud is not None and job.placement is not None:
             try:
-                await self.artifacts.put(path, key)
-                links[str(art["name"])] = await self.artifacts.url(key)
+                workdir = await cloud.collect(job.placement)
             except Exception as exc:
-                log.error("job %s: storing %s failed: %s", job.id, art["name"], exc, extra={"job_id": job.id})
-        if workdir is not None and (workdir / "loss_curve.png").is_file():
-            image = workdir / "loss_curve.png"
+                log.error("job %s: finding its outputs on %s failed: %s", job.id, cloud.name, exc,
+                          extra={"job_id": job.id})
+        skipped: list[str] = []
+        for art in job.artifacts:
+            name = str(art.get("name", ""))
+            if art.get("uri"):
+                links[name] = str(art["uri"])
+            if self.artifacts is None or not name:
+                continue
+            if not art.get("key") and workdir is not None and art.get("path"):
+                key = await self._store_artifact(job, workdir, name, str(art["path"]), skipped)
+                if key is not None:
+                    art["key"] = key
+            if art.get("key"):
+                try:
+                    links[name] = await self.artifacts.url(str(art["key"]), self.link_ttl_s)
+                except Exception as exc:
+                    log.error("job %s: no link for %s: %s", job.id, name, exc, extra={"job_id": job.id})
+        if skipped:
+            await self._note(job, "hammer: left out of the artifacts (symbolic links and special files are "
+                                  "never copied): " + ", ".join(sorted(set(skipped))[:20]))
+        image: Path | None = None
+        keys = job.artifact_keys()
+        if self.artifacts is not None and "loss_curve" in keys:
+            try:
+                stored = await self.artifacts.get(keys["loss_curve"])
+                image = stored if safe_copy.is_regular_file(stored) else None
+            except (OSError, ValueError) as exc:
+                log.warning("job %s: loss curve unavailable: %s", job.id, exc, extra={"job_id": job.id})
         job.result = {**(job.result or {}), "links": links}
         return image
+
+    async def _store_artifact(self, job: Job, workdir: Path, name: str, rel: str, skipped: list[str]) -> str | None:
+        """Copy one artifact (file or directory) from the workspace into the store."""
+        assert self.artifacts is not None
+        path = workdir / rel
+        if not safe_copy.inside(path, workdir):  # a link on the way, or `..`
+            skipped.append(rel)
+            return None
+        if not (path.is_dir() or path.is_file()):
+            return None
+        key = f"jobs/{job.id}/{name if path.is_dir() else path.name}"
+        try:
+            result = await self.artifacts.put(path, key)
+        except Exception as exc:
+            log.error("job %s: storing %s failed: %s", job.id, name, exc, extra={"job_id": job.id})
+            return None
+        skipped += [f"{rel}/{p}" if path.is_dir() else rel for p in result.skipped_links]
+        return None if result.skipped_links and not path.is_dir() else key
+
+    async def _note(self, job: Job, line: str) -> None:
+        """A line of hammer's own in the job's log (after the runner's last one)."""
+        event = SandboxEvent(job.last_seq + 1, "log", {"stream": "hammer", "line": line})
+        if await self.store.add_event(job, event, view_changed=False) and self.on_event is not None:
+            self.on_event(job, event)
 
     async def _finalize(self, job: Job, image: Path | None = None) -> None:
         """The event archive, the final progress state and the report; then clean up."""
         if self.artifacts is not None:
             await self._archive(job)
         links = dict((job.result or {}).get("links", {}))
-        final = render.progress_message(job, time.time())
-        report = render.report_message(job, {k: v for k, v in links.items() if k != "loss_curve"}, image)
-        await self.notifier.finish(job, final, report)
+        await self.notifier.finish(job, {k: v for k, v in links.items() if k != "loss_curve"}, image)
         cloud = self.clouds.get(job.placement.cloud) if job.placement else None
         if cloud is not None and job.placement is not None:
             try:
@@ -359,18 +400,24 @@ class Orchestrator:
                 continue
             limits = job.spec.limits
             started = job.started_at or job.created_at
+            cost = job.cost_usd(now)
             if now - started > limits.max_runtime_s:
-                limit = render.duration(limits.max_runtime_s)
+                limit = duration(limits.max_runtime_s)
                 await self.time_out(job, f"the job ran longer than its limit of {limit}",
                                     "Train for fewer epochs or steps, or ask an admin to raise jobs.max_runtime.")
             elif job.state == JobState.RUNNING and now - (job.last_progress_at or started) > limits.idle_timeout_s:
-                await self.time_out(job, f"no progress for {render.duration(limits.idle_timeout_s)}",
+                await self.time_out(job, f"no progress for {duration(limits.idle_timeout_s)}",
                                     "The job may be stuck (a hung download, a deadlock); run it again, "
                                     "or ask an admin to raise jobs.idle_timeout.")
+            elif limits.max_cost_usd is not None and cost > limits.max_cost_usd:
+                await self.time_out(job, f"the job cost ${cost:.2f}, over its limit of ${limits.max_cost_usd:.2f} "
+                                    f"(${job.price_per_hour:.2f}/h for {duration(job.running_s(now))})",
+                                    "Train fewer steps, pick a cheaper machine, or ask an admin to raise "
+                                    "jobs.max_cost_usd.", kind=ErrorKind.COST, state=JobState.FAILED)
 
     def _notify(self, job: Job) -> None:
         if not job.state.terminal:
-            self.notifier.update(job, render.progress_message(job, time.time()))
+            self.notifier.update(job)
 
 
 def _apply(job: Job, event: SandboxEvent) -> None:
@@ -396,12 +443,3 @@ def _apply(job: Job, event: SandboxEvent) -> None:
         job.result = dict(data)
     elif event.type == "metric":
         job.progress.setdefault("metrics", {}).update({k: v for k, v in data.items() if k != "step"})
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
-

@@ -1,14 +1,21 @@
 """A test-only cloud adapter, loaded through the real plugin manager
 (`plugins.modules = ["tests.fakes.cloud"]`): each job is a separate process
 (tests/fakes/fake_job.py) that writes event lines to a file, the way a container writes
-its log. Config `[cloud.fake]`: steps, interval, mode; a job's `params["fake_mode"]`
-overrides the mode.
+its log. Config `[cloud.fake]`: steps, interval, mode, catalog (a list of instance-type
+tables, for planner tests); a job's `params["fake_mode"]` overrides the mode.
+
+Like a real cloud it fetches the job's inputs from the artifact store before the job
+starts (into `<dir>/inputs/<key>`, the fake's `/inputs`); the fake job lists them in its
+log and fails when one is missing. It is registered twice, as `fake` and `fake2`, so a
+test can run one job on each of two clouds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,18 +23,22 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.contracts import Services
-from gateway.hookspecs import hookimpl
+from gateway.contracts import CloudAdapterBase, Services
+from gateway.hookspecs import RegisterCommand, hookimpl
 from gateway.model import InstanceType, JobSpec, Placement, PlacementStatus, SandboxEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class FakeCloud:
+class FakeCloud(CloudAdapterBase):
     name = "fake"
 
     def __init__(self, config: Mapping[str, Any], services: Services) -> None:
-        self.root = services.data_dir / "fake-cloud"
+        self.services = services
+        self.root = services.data_dir / "fake-cloud" / str(config.get("name", "fake"))
+        self.name = str(config.get("name", "fake"))
+        self.machines = [InstanceType(**{"cloud": self.name, **m}) for m in config.get("catalog", [])] or \
+            [InstanceType(self.name, "fake-cpu", None, 0, 0, 2, 4.0, 0.0)]
         self.steps = int(config.get("steps", 10))
         self.interval = float(config.get("interval", 0.02))
         self.mode = str(config.get("mode", "ok"))
@@ -41,7 +52,15 @@ class FakeCloud:
     async def launch(self, spec: JobSpec) -> Placement:
         workdir = self.root / spec.id
         workdir.mkdir(parents=True, exist_ok=False)  # launching twice is a bug
+        (workdir / "inputs.json").write_text(json.dumps(list(spec.inputs)))
         mode = str(spec.params.get("fake_mode", self.mode))
+        for key in spec.inputs:
+            if self.services.artifacts is None:
+                raise RuntimeError("no artifact store for the inputs")
+            source = await self.services.artifacts.get(key)  # FileNotFoundError: a real cloud refuses too
+            dest = workdir / "inputs" / key
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(shutil.copytree if source.is_dir() else shutil.copyfile, source, dest)
         # A plain Popen (in a thread), not asyncio's subprocess transport: that one kills
         # its child when the event loop closes, and these jobs must outlive a gateway.
         proc = await asyncio.to_thread(
@@ -51,7 +70,7 @@ class FakeCloud:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         (workdir / "pid").write_text(str(proc.pid))
         self.launched.append(spec.id)
-        return Placement("fake", spec.id, {"dir": str(workdir), "pid": proc.pid})
+        return Placement(self.name, spec.id, {"dir": str(workdir), "pid": proc.pid})
 
     async def events(self, placement: Placement, since: int = 0) -> AsyncIterator[SandboxEvent]:
         path = self._dir(placement) / "events.jsonl"
@@ -95,15 +114,20 @@ class FakeCloud:
         return None
 
     async def catalog(self) -> list[InstanceType]:
-        return [InstanceType("fake", "fake-cpu", None, 0, 0, 2, 4.0, 0.0)]
+        return list(self.machines)
 
-    def collect(self, placement: Placement) -> Path | None:
+    async def collect(self, placement: Placement) -> Path | None:
         return self._dir(placement)
 
 
+def _second(config: Mapping[str, Any], services: Services) -> FakeCloud:
+    return FakeCloud({**config, "name": "fake2"}, services)
+
+
 @hookimpl
-def hammer_cloud_adapters(register: Any) -> None:
+def hammer_cloud_adapters(register: RegisterCloudAdapter) -> None:
     register("fake", FakeCloud)
+    register("fake2", _second)
 
 
 def _build_fake_job(command: Any, ctx: Any) -> JobSpec:
@@ -118,7 +142,7 @@ def _build_fake_job(command: Any, ctx: Any) -> JobSpec:
 
 
 @hookimpl
-def hammer_commands(register: Any) -> None:
+def hammer_commands(register: RegisterCommand) -> None:
     from gateway.commands import CommandSpec, Param
     register(CommandSpec(
         "fakejob", (Param("mode", "enum", "how the fake job behaves", choices=("ok", "fail", "oom", "hang", "crash")),

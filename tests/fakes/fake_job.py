@@ -31,6 +31,15 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(finish(143)))
     emit("status", phase="checking", device="cpu")
+    inputs = workdir / "inputs"
+    for key in json.loads((workdir / "inputs.json").read_text()) if (workdir / "inputs.json").exists() else []:
+        found = sorted(p.relative_to(inputs / key).as_posix() for p in (inputs / key).rglob("*") if p.is_file()) \
+            if (inputs / key).is_dir() else ([key] if (inputs / key).is_file() else [])
+        if not found:
+            emit("error", kind="internal", message=f"input {key} is missing", hint="")
+            emit("result", ok=False)
+            return finish(1)
+        emit("log", stream="stdout", line=f"input {key}: {', '.join(found)}")
     if mode == "hang":
         time.sleep(3600)
     emit("status", phase="running")

@@ -14,7 +14,7 @@ from typing import Any
 
 from adapters.chat.discord.config import DiscordConfig
 from gateway.contracts import Services
-from gateway.hookspecs import hookimpl
+from gateway.hookspecs import RegisterChatAdapter, hookimpl
 
 try:
     import discord as _discord  # noqa: F401
@@ -40,5 +40,5 @@ __all__ = ["DiscordAdapter", "DiscordConfig", "DiscordSetupError"]
 
 
 @hookimpl
-def hammer_chat_adapters(register: Any) -> None:
+def hammer_chat_adapters(register: RegisterChatAdapter) -> None:
     register("discord", DiscordAdapter)

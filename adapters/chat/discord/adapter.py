@@ -28,7 +28,7 @@ from adapters.chat.discord.attachments import Attachments
 from adapters.chat.discord.config import DiscordConfig
 from adapters.chat.discord.inbound import PLATFORM, HammerClient, Inbound
 from adapters.chat.discord.render import attachment_name, clip, render
-from gateway.contracts import Check, InboxItem, Services
+from gateway.contracts import ChatAdapterBase, Check, InboxItem, Services
 from gateway.model import ChatMessage, Conversation, Interaction, MessageRef, OutboundMessage, RateLimits
 
 log = logging.getLogger("hammer.discord")
@@ -39,7 +39,7 @@ THREAD_ARCHIVE_MINUTES = 1440
 THREAD_EXISTS = 160004  # Discord: "A thread has already been created for this message"
 
 
-class DiscordAdapter:
+class DiscordAdapter(ChatAdapterBase):
     """`[chat.discord]` -> a running bot. See docs/discord.md for setup."""
 
     name = PLATFORM
@@ -49,10 +49,8 @@ class DiscordAdapter:
         self.config = DiscordConfig.model_validate(dict(config))
         self.services = services
         self.rate_limits = RateLimits(min_edit_interval_s=self.config.edit_interval, max_message_chars=4000)
-        table = services.extra.get("commands") if services.extra else None
-        settings_prefix = getattr(getattr(services.settings, "gateway", None), "command_prefix", None)
-        self.prefix: str = getattr(table, "prefix", None) or settings_prefix or "."
-        self._table = table
+        self._table = services.commands
+        self.prefix: str = self._table.prefix
         self._commands: tuple[slash.SlashCommand, ...] | None = None
         self.attachments = Attachments(services.data_dir / "uploads", self._retry)
         self.inbound = Inbound(self.config, self.prefix, self.commands, self.attachments.save_all)
@@ -67,7 +65,7 @@ class DiscordAdapter:
 
     def commands(self) -> Sequence[slash.SlashCommand]:
         if self._commands is None:
-            specs = getattr(self._table, "specs", None)
+            specs = self._table.specs
             self._commands = slash.from_specs(specs.values()) if specs else slash.DEFAULT_COMMANDS
         return self._commands
 

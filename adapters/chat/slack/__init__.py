@@ -12,7 +12,7 @@ from typing import Any
 
 from adapters.chat.slack.config import SlackConfig
 from gateway.contracts import Services
-from gateway.hookspecs import hookimpl
+from gateway.hookspecs import RegisterChatAdapter, hookimpl
 
 try:
     from adapters.chat.slack.adapter import SlackAdapter
@@ -33,7 +33,7 @@ except ImportError as _exc:  # slack-bolt / slack-sdk not installed
 
 
 @hookimpl
-def hammer_chat_adapters(register: Any) -> None:
+def hammer_chat_adapters(register: RegisterChatAdapter) -> None:
     """Provide the `slack` chat adapter."""
     register("slack", SlackAdapter)
 

@@ -42,7 +42,7 @@ from adapters.chat.slack.errors import SlackError, SlackSetupError, is_channel_p
 from adapters.chat.slack.files import SlackFiles
 from adapters.chat.slack.identity import Directory
 from adapters.chat.slack.inbound import Inbound, SeenCache
-from gateway.contracts import Check, InboxItem, Services
+from gateway.contracts import ChatAdapterBase, Check, InboxItem, Services
 from gateway.model import (
     ChatMessage,
     Conversation,
@@ -57,7 +57,7 @@ log = logging.getLogger("hammer.slack")
 PLATFORM = "slack"
 
 
-class SlackAdapter:
+class SlackAdapter(ChatAdapterBase):
     """`SlackAdapter(config, services)`: `config` is the `[chat.slack]` table."""
 
     name = PLATFORM
@@ -68,8 +68,7 @@ class SlackAdapter:
         self.services = services
         self.rate_limits = RateLimits(min_edit_interval_s=self.cfg.min_edit_interval,
                                       max_message_chars=SECTION_MAX)
-        settings = services.settings
-        self.prefix: str = settings.gateway.command_prefix if settings is not None else "."
+        self.prefix: str = services.commands.prefix
         self.seen = SeenCache(self.cfg.dedupe_ttl)
         self.api: SlackApi | None = None
         self.directory: Directory | None = None
@@ -83,12 +82,8 @@ class SlackAdapter:
         self._edit_latest: dict[str, int] = {}
         self._channel_names: dict[str, str] = {}
         if self.cfg.mode == "http":
-            if services.http is None:
-                raise SlackSetupError("chat.slack.mode = \"http\" needs hammer's HTTP server", "no_http",
-                                      "run hammer with its [http] server, or use mode = \"socket\"")
-            services.http.router.add_post(self.cfg.events_path, self._on_http)
             # Slack signs these requests (checked by bolt); the web token must not block them.
-            services.extra.setdefault("open_paths", set()).add(self.cfg.events_path)
+            services.add_route("POST", self.cfg.events_path, self._on_http, signed=True)
 
     # -- lifecycle -----------------------------------------------------------------------
     def _secret(self, key: str) -> str:

@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.chat.slack.api import SlackApi
+from adapters.chat.slack.config import SlackConfig
 from adapters.chat.slack.errors import MANIFEST, SlackError, SlackSetupError, explain
 from adapters.chat.slack.identity import Directory, is_user_id
-from gateway.contracts import Check
+from gateway.contracts import Check, Services
 
-if TYPE_CHECKING:
-    from adapters.chat.slack.adapter import SlackAdapter
+
+class SlackAdapter(Protocol):
+    """What the checks read of the adapter (structural: this module never imports it)."""
+
+    cfg: SlackConfig
+    services: Services
+    _session: aiohttp.ClientSession | None
+
+    def _secret(self, key: str) -> str: ...
+
 
 BASE_SCOPES = ("chat:write", "commands", "app_mentions:read", "files:write", "files:read")
 MESSAGE_SCOPES = ("channels:history",)

@@ -7,9 +7,7 @@ the CloudAdapter itself. docs/docker.md explains the configuration.
 
 from __future__ import annotations
 
-from typing import Any
-
-from gateway.hookspecs import hookimpl
+from gateway.hookspecs import RegisterCloudAdapter, hookimpl
 
 from .adapter import DockerAdapter, DockerUnavailable, ImageMissing
 from .config import DockerConfig
@@ -18,5 +16,5 @@ __all__ = ["DockerAdapter", "DockerConfig", "DockerUnavailable", "ImageMissing"]
 
 
 @hookimpl
-def hammer_cloud_adapters(register: Any) -> None:
+def hammer_cloud_adapters(register: RegisterCloudAdapter) -> None:
     register("docker", DockerAdapter)

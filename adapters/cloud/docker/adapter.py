@@ -3,8 +3,10 @@
 One job = one container, named `hammer-job-<id>` and labelled `hammer.job_id` /
 `hammer.managed`, created from the sandbox image with the hardening of container.py.
 The job's workspace is a host directory (`<workspace_root>/<id>/workspace`) holding
-job.json, so the runner needs nothing but its mounts, and the output stays on the host
-for `collect()`, the artifact store, and later `adapter=JOBID` commands.
+job.json, so the runner needs nothing but its mounts; `collect()` names it, and the
+orchestrator copies the outputs into the artifact store. A job's inputs (earlier jobs'
+artifacts, by key) are fetched from the artifact store and mounted read-only at
+`/inputs/<key>`.
 
 Everything the gateway needs after a restart is in the Placement handle (container id
 and name) and in the container itself (its labels and its log), so `reattach` and a
@@ -14,6 +16,7 @@ resumed `events(since=...)` need no other state. The engine is never asked to pu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,8 +28,8 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
-from gateway.contracts import Check, Services
-from gateway.model import InstanceType, JobSpec, Placement, PlacementStatus, SandboxEvent
+from gateway.contracts import Check, CloudAdapterBase, Services
+from gateway.model import InstanceType, JobSpec, Mount, Placement, PlacementStatus, SandboxEvent, input_path
 
 from .config import DockerConfig
 from .container import LABEL_INSTANCE, LABEL_JOB, LABEL_MANAGED, container_body, container_name, memory_bytes
@@ -53,7 +56,7 @@ class ImageMissing(RuntimeError):
     """The sandbox image is not on this host (hammer never pulls)."""
 
 
-class DockerAdapter:
+class DockerAdapter(CloudAdapterBase):
     """Runs jobs as hardened containers on the local Docker engine."""
 
     name = "docker"
@@ -161,6 +164,7 @@ class DockerAdapter:
                                    f"{self.config.network!r} does not exist; create it (docs/docker.md) "
                                    "or set [cloud.docker] network") from None
         workspace = self.workspace_root / spec.id / "workspace"
+        spec = await self._with_inputs(spec)
         await asyncio.to_thread(self._prepare_dirs, spec, workspace)
         body = container_body(spec, workspace=workspace, cache=self.cache_dir, config=self.config,
                               secrets=self._secrets(spec), gpu_count=gpus,
@@ -188,6 +192,23 @@ class DockerAdapter:
         handle = {"container_id": container.id, "name": name, "workspace": str(workspace),
                   "memory_bytes": memory_bytes(spec, self.config)}
         return Placement("docker", spec.id, handle)
+
+    async def _with_inputs(self, spec: JobSpec) -> JobSpec:
+        """Each input key, fetched from the artifact store, as a read-only mount."""
+        if not spec.inputs:
+            return spec
+        store = self.services.artifacts
+        if store is None:
+            raise RuntimeError(f"job {spec.id} needs earlier jobs' outputs, but no artifact store is configured")
+        mounts = list(spec.mounts)
+        for key in spec.inputs:
+            try:
+                path = await store.get(key)
+            except (FileNotFoundError, ValueError):
+                raise RuntimeError(f"job {spec.id}: its input {key} is not in the artifact store "
+                                   "(removed, or the earlier job never stored it)") from None
+            mounts.append(Mount(str(path), input_path(key), True))
+        return dataclasses.replace(spec, mounts=tuple(mounts))
 
     def _prepare_dirs(self, spec: JobSpec, workspace: Path) -> None:
         """Host side of the mounts. The container runs as uid 1000, so the directories it
@@ -337,7 +358,7 @@ class DockerAdapter:
             host = InstanceType(**{**host.to_dict(), "gpu": None, "gpu_count": 0, "gpu_memory_mib": 0})
         return [host]
 
-    def collect(self, placement: Placement) -> Path | None:
+    async def collect(self, placement: Placement) -> Path | None:
         workspace = placement.handle.get("workspace")
         return Path(workspace) if workspace else self.workspace_root / placement.job_id / "workspace"
 
@@ -352,8 +373,7 @@ class DockerAdapter:
                 f"the engine answered {exc.status}: {exc.message}; {ENGINE_FIX}"
             return [Check(False, f"Docker engine at {self.url}", fix)]
         checks.append(Check(True, f"Docker engine {version.get('Version', '?')} at {self.url}"))
-        settings = self.services.settings
-        image = settings.jobs.image if settings is not None else "hammer-sandbox:latest"
+        image = self.services.settings.jobs.image
         try:
             await self._require_image(image)
             checks.append(Check(True, f"sandbox image {image}"))

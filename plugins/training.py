@@ -10,20 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.commands import CommandError, Param
-from gateway.model import JobSpec
-from plugins._common import (
-    GPUS,
-    HUB,
-    OUTPUT_DIR,
-    SYSTEM,
-    Argv,
-    JobContext,
-    SpecParts,
-    extra_flags,
-    multi_gpu_env,
-    resolve_dataset,
-    resolve_model,
-)
+from gateway.contracts import JobContext
+from gateway.model import Command, JobSpec
+from plugins.argv import Argv, extra_flags
+from plugins.datasets import resolve_dataset
+from plugins.jobspec import OUTPUT_DIR, SpecParts, multi_gpu_env
+from plugins.models import resolve_model
+from plugins.params import GPUS, HUB, SYSTEM
 
 TUNERS = ("lora", "qlora", "full")
 ALIGN_METHODS = ("dpo", "kto", "orpo", "simpo")
@@ -68,7 +61,7 @@ ALIGN_PARAMS: tuple[Param, ...] = (
 )
 
 
-def build_training_job(command: Any, ctx: JobContext, *, task: str) -> JobSpec:
+def build_training_job(command: Command, ctx: JobContext, *, task: str) -> JobSpec:
     """task: sft | pt | rlhf."""
     a = command.args
     hub = a.get("hub", "modelscope")
@@ -142,6 +135,10 @@ def build_training_job(command: Any, ctx: JobContext, *, task: str) -> JobSpec:
     argv.items.extend(extra_flags(command, ctx))
 
     parts.env.update(multi_gpu_env(gpus))
+    epochs = float(a.get("epochs") or preset.epochs)
+    parts.count_training(epochs=epochs, max_length=max_length,
+                         max_steps=int(a["max_steps"]) if a.get("max_steps") is not None else None,
+                         samples_per_step=batch * accum * max(1, gpus))
     parts.params.update({
         "tuner": tuner, "hub": hub, "max_length": max_length, "batch_size": batch, "grad_accum": accum,
         "learning_rate": lr, "gradient_checkpointing": preset.gradient_checkpointing,

@@ -5,6 +5,7 @@
     hammer run TEXT              run a command through the running gateway and follow its job
     hammer jobs / logs / cancel  look at and stop jobs
     hammer config check FILE     validate a config file, reporting every problem
+    hammer config show [FILE]    the merged config (FILE over the defaults), with each value's source
     hammer doctor                check the whole setup and say how to fix what is wrong
     hammer image build|base      build the sandbox image (offline, from a local wheelhouse)
     hammer estimate MODEL        GPU memory estimate and the cheapest machine that fits
@@ -17,11 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from gateway import cli_ops
+from gateway.cli import config as config_cli
+from gateway.cli import doctor as doctor_cli
+from gateway.cli import image as image_cli
+from gateway.cli import jobs as jobs_cli
+from gateway.cli import plan as plan_cli
+from gateway.cli import serve as serve_cli
 from gateway.config import ConfigError, Settings, load_settings
 
 EPILOG = "Config: --config FILE or $HAMMER_CONFIG; without one hammer uses its embedded defaults " \
@@ -52,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("text", help='the chat command, quoted: ".finetune qwen-7b-lora wiki_zh epochs=3"')
     p.add_argument("--json", action="store_true", help="print one JSON object (exit 2 on a user error)")
+    p.add_argument("--user", help="plan as this user, for the policy check (default: $USER)")
 
     p = sub.add_parser("run", help="run a command via the running gateway and follow its job",
                        description="Send a command to the gateway started with `hammer serve` and follow the "
@@ -84,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     pc = csub.add_parser("check", help="validate a config file", description="Validate a config file and "
                          "report every problem with its key path and what would be valid.")
     pc.add_argument("file", help="the TOML file to check")
-    csub.add_parser("show", help="print the embedded default config (config.example.toml)")
+    ps = csub.add_parser("show", help="print the merged config and where each value came from",
+                         description="Print the configuration hammer would run on: FILE (default: $HAMMER_CONFIG) "
+                         "over the embedded defaults, each value commented with the file it came from.")
+    ps.add_argument("file", nargs="?", help="the TOML file (default: $HAMMER_CONFIG, else the defaults alone)")
 
     p = sub.add_parser("doctor", help="check the setup and say how to fix it",
                        description="Check config, store, plugins, Docker, the sandbox image and every enabled "
@@ -119,9 +130,10 @@ def _version() -> str:
 
 
 def load(args: argparse.Namespace) -> Settings:
-    import os
     path = getattr(args, "config", None) or os.environ.get("HAMMER_CONFIG") or None
-    settings = load_settings(path, cli_ops.adapter_validators())
+    from gateway.app import adapter_validators
+    from gateway.plugins import load_plugins
+    settings = load_settings(path, adapter_validators(load_plugins()))
     overrides: dict[str, Any] = {}
     if getattr(args, "host", None):
         overrides["host"] = args.host
@@ -145,40 +157,42 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `hammer estimate ... | head`: the reader is gone, which is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     cmd = args.cmd
     if cmd == "config":
         if args.config_cmd == "check":
-            return cli_ops.config_check(Path(args.file))
+            return config_cli.check(Path(args.file))
         if args.config_cmd == "show":
-            from gateway.config import default_config_text
-            print(default_config_text())
-            return 0
+            return config_cli.show(args.file or os.environ.get("HAMMER_CONFIG") or None)
         parser.parse_args(["config", "--help"])
     if cmd == "image":
         if args.image_cmd is None:
             parser.parse_args(["image", "--help"])
-        return asyncio.run(cli_ops.image(args))
+        return asyncio.run(image_cli.image(args))
     if cmd == "estimate":
         from gateway import estimate
         return int(estimate.run_cli(args))
     settings = load(args)
     if cmd == "serve":
-        return cli_ops.serve(settings)
+        return serve_cli.serve(settings)
     if cmd == "plan":
-        return asyncio.run(cli_ops.plan(settings, args.text, as_json=args.json))
+        return asyncio.run(plan_cli.plan(settings, args.text, as_json=args.json, user=args.user))
     if cmd == "run":
-        return asyncio.run(cli_ops.run(settings, args.text, user=args.user, detach=args.detach, url=args.url))
+        return asyncio.run(jobs_cli.run(settings, args.text, user=args.user, detach=args.detach, url=args.url))
     if cmd == "jobs":
-        return asyncio.run(cli_ops.jobs(settings, args.limit, as_json=args.json))
+        return asyncio.run(jobs_cli.jobs(settings, args.limit, as_json=args.json))
     if cmd == "logs":
-        return asyncio.run(cli_ops.logs(settings, args.job, follow=args.follow, as_json=args.json))
+        return asyncio.run(jobs_cli.logs(settings, args.job, follow=args.follow, as_json=args.json))
     if cmd == "cancel":
-        return asyncio.run(cli_ops.cancel(settings, args.job, url=args.url))
+        return asyncio.run(jobs_cli.cancel(settings, args.job, url=args.url))
     if cmd == "doctor":
-        return asyncio.run(cli_ops.doctor(settings))
+        return asyncio.run(doctor_cli.doctor(settings))
     parser.print_help()
     return 2
 
