@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.cloud.docker import DockerAdapter  # noqa: E402
-from gateway.contracts import Services  # noqa: E402
+from gateway.app import standalone_services  # noqa: E402
 from gateway.model import JobSpec, Resources  # noqa: E402
 
 FAKE_IMAGE = "hammer-test-runner:latest"
@@ -99,7 +99,7 @@ async def main() -> None:
         ensure_fake_image()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        services = Services(data_dir=data, public_url="", secret=lambda r: "")
+        services = standalone_services(data, secret=lambda r: "")
         adapter = DockerAdapter({"grace_period_s": 1}, services)
         ws, cache = data / "raw-ws", data / "cache"
         for d in (ws, cache):

@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.app import Hammer  # noqa: E402
-
 from gateway.config import parse_settings  # noqa: E402
 from gateway.model import Actor, Conversation, Job  # noqa: E402
 

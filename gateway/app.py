@@ -12,8 +12,9 @@ slow or broken part never stops the rest: an adapter that fails to start is repo
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,11 @@ class Problems:
     """What could not be set up, by config path; shown by `hammer serve` and doctor."""
 
     items: list[tuple[str, str]] = field(default_factory=list)
+    log_them: bool = True  # doctor prints them itself
 
     def add(self, where: str, what: str) -> None:
-        log.error("%s: %s", where, what)
+        if self.log_them:
+            log.error("%s: %s", where, what)
         self.items.append((where, what))
 
 
@@ -81,6 +84,18 @@ def make_services(settings: Settings, plugins: Plugins, app: web.Application | N
                     commands=build_command_table(plugins, settings))
 
 
+def standalone_services(data_dir: Path, *, public_url: str = "", secret: Callable[[str], str] | None = None,
+                        http_app: web.Application | None = None) -> Services:
+    """Services for one adapter used on its own (benchmarks, adapter tests): the embedded
+    defaults with `data_dir`, every installed plugin's commands."""
+    settings = config_mod.parse_settings(f"[gateway]\ndata_dir = {json.dumps(str(data_dir))}\n", "standalone")
+    services = make_services(settings, load_plugins(settings.plugins.model_dump()), http_app)
+    services.public_url = public_url or services.public_url
+    if secret is not None:
+        services.secret = secret
+    return services
+
+
 def build_adapters(settings: Settings, plugins: Plugins, services: Services, problems: Problems, *,
                    chat: bool = True, clouds: bool = True) -> Adapters:
     """Instantiate the configured artifact store and adapters (they add their HTTP routes
@@ -105,8 +120,8 @@ def build_adapters(settings: Settings, plugins: Plugins, services: Services, pro
         for cname, cfg in settings.enabled(section).items():  # type: ignore[arg-type]
             factory = registry.get(cname)
             if factory is None:
-                problems.add(f"{section}.{cname}", f"no {section} adapter plugin named {cname!r} is "
-                             f"loaded (loaded: {', '.join(sorted(registry)) or 'none'})")
+                problems.add(f"{section}.{cname}", f"no such adapter: no {section} adapter plugin named {cname!r} "
+                             f"is loaded (loaded: {', '.join(sorted(registry)) or 'none'})")
                 continue
             try:
                 target[cname] = factory({k: v for k, v in cfg.items() if k != "enabled"}, services)

@@ -29,7 +29,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     results.append(Check(True, f"plugins loaded: {', '.join(plugins.names)}"))
     results += [Check(False, f"plugin {name}: {msg}", "reinstall it, or disable it in [plugins] / HAMMER_PLUGINS")
                 for name, msg in plugins.errors.items]
-    problems = Problems()
+    problems = Problems(log_them=False)
     services = make_services(settings, plugins)
     built = build_adapters(settings, plugins, services, problems)
     results += [Check(False, f"{where}: {what}", _fix_for(where)) for where, what in problems.items]

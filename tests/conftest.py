@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app import Hammer
 from gateway.config import parse_settings
-from gateway.service import Hammer
 
 
 def hammer_toml(data_dir: Path, extra: str = "", *, web: bool = True, cloud: str = "fake") -> str:
@@ -26,6 +26,8 @@ def hammer_toml(data_dir: Path, extra: str = "", *, web: bool = True, cloud: str
     ]
     if "[cloud.fake]" not in extra and cloud == "fake":
         parts.append("[cloud.fake]\nsteps = 10\ninterval = 0.02\n")
+    if "[cloud.docker]" not in extra and cloud != "docker":
+        parts.append("[cloud.docker]\nenabled = false\n")  # the embedded default enables it
     if "[jobs]" not in extra:
         parts.append("[jobs]\nmax_concurrent_per_user = 5\n")
     return "\n".join(parts) + "\n" + extra

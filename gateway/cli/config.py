@@ -18,7 +18,7 @@ def check(path: Path) -> int:
         err.print(exc.render(), markup=False)
         return 2
     plugins = load_plugins(settings.plugins.model_dump())
-    problems = Problems()
+    problems = Problems(log_them=False)
     services = make_services(settings, plugins)
     built = build_adapters(settings, plugins, services, problems)
     if problems.items:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.contracts import CloudAdapterBase, Services
-from gateway.hookspecs import RegisterCommand, hookimpl
+from gateway.hookspecs import RegisterCloudAdapter, RegisterCommand, hookimpl
 from gateway.model import InstanceType, JobSpec, Placement, PlacementStatus, SandboxEvent
 
 ROOT = Path(__file__).resolve().parents[2]

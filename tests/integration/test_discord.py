@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from adapters.chat.discord import DiscordAdapter, DiscordSetupError
-from gateway.contracts import InboxItem, Services
+from gateway.app import standalone_services
+from gateway.contracts import InboxItem
 from gateway.model import Button, ChatMessage, Interaction, JobState, OutboundMessage
 from tests.conftest import wait_for
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
@@ -41,7 +42,7 @@ def adapter_for(tmp_path: Path, **config: Any) -> DiscordAdapter:
         "role_map": {"ML Admins": "admin"},
         **config,
     }
-    services = Services(data_dir=tmp_path, public_url="http://127.0.0.1:1", secret=lambda ref: "token-value")
+    services = standalone_services(tmp_path, public_url="http://127.0.0.1:1", secret=lambda ref: "token-value")
     return DiscordAdapter(cfg, services)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from adapters.cloud.docker import DockerAdapter, ImageMissing
-from gateway.contracts import Services
+from gateway.app import standalone_services
 from gateway.model import JobSpec, Limits, Mount, Placement, Resources, SandboxEvent
 from tests.conftest import docker_problem
 
@@ -67,7 +67,7 @@ async def make_adapter(tmp_path: Path, test_image: str) -> AsyncIterator[Adapter
     made: list[DockerAdapter] = []
 
     def make(**config: Any) -> DockerAdapter:
-        services = Services(data_dir=tmp_path / "data", public_url="", secret=_secret)
+        services = standalone_services(tmp_path / "data", secret=_secret)
         a = DockerAdapter({"grace_period_s": 2, **config}, services)
         made.append(a)
         return a

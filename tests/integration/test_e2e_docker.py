@@ -101,10 +101,10 @@ async def test_cancel_mid_training_leaves_no_container(make_hammer, cache_dir: P
     hammer = await make_hammer(docker_toml(cache_dir), cloud="docker")
     from gateway.model import Actor, Conversation
     alice = Actor("web", "alice")
-    job = await hammer.execute(".finetune demo-lora demo epochs=100", alice, Conversation("web", "main"))
+    job = await hammer.dispatch.execute(".finetune demo-lora demo epochs=100", alice, Conversation("web", "main"))
     await wait_for(lambda: job.progress.get("step", 0) >= 2, timeout=300, interval=0.2)
     assert len(containers(job.id)) == 1
-    await hammer.execute(f".cancel {job.id}", alice, Conversation("web", "main"))
+    await hammer.dispatch.execute(f".cancel {job.id}", alice, Conversation("web", "main"))
     await wait_for(lambda: job.state.terminal, timeout=60)
     assert job.state.value == "cancelled"
     await wait_for(lambda: containers(job.id) == [], timeout=30)
@@ -113,7 +113,7 @@ async def test_cancel_mid_training_leaves_no_container(make_hammer, cache_dir: P
 async def test_tiny_memory_limit_ends_with_oom_and_the_hint(make_hammer, cache_dir: Path) -> None:
     hammer = await make_hammer(docker_toml(cache_dir, memory_gib=0.1), cloud="docker")
     from gateway.model import Actor, Conversation
-    job = await hammer.execute(".finetune demo-lora demo", Actor("web", "alice"), Conversation("web", "main"))
+    job = await hammer.dispatch.execute(".finetune demo-lora demo", Actor("web", "alice"), Conversation("web", "main"))
     await wait_for(lambda: job.state.terminal, timeout=300, interval=0.2)
     assert job.state.value == "failed"
     assert job.error["kind"] == "oom", job.error
@@ -126,7 +126,7 @@ async def test_hardening_flags_of_a_running_job(make_hammer, cache_dir: Path) ->
     hammer = await make_hammer(docker_toml(cache_dir), cloud="docker")
     from gateway.model import Actor, Conversation
     alice = Actor("web", "alice")
-    job = await hammer.execute(".finetune demo-lora demo epochs=100", alice, Conversation("web", "main"))
+    job = await hammer.dispatch.execute(".finetune demo-lora demo epochs=100", alice, Conversation("web", "main"))
     await wait_for(lambda: containers(job.id), timeout=120, interval=0.2)
     inspect = await asyncio.to_thread(subprocess.run, ["docker", "inspect", containers(job.id)[0]],
                                       capture_output=True, text=True, timeout=30)
@@ -142,7 +142,7 @@ async def test_hardening_flags_of_a_running_job(make_hammer, cache_dir: Path) ->
     assert host["PidsLimit"] and host["PidsLimit"] > 0
     assert host["NanoCpus"] == 2 * 10**9
     assert info["Config"]["Labels"]["hammer.job_id"] == job.id
-    await hammer.execute(f".cancel {job.id}", alice, Conversation("web", "main"))
+    await hammer.dispatch.execute(f".cancel {job.id}", alice, Conversation("web", "main"))
     await wait_for(lambda: job.state.terminal, timeout=60)
 
 

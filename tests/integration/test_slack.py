@@ -20,6 +20,7 @@ from aiohttp import web
 from adapters.chat.slack import SlackAdapter
 from adapters.chat.slack.blocks import render_blocks
 from adapters.chat.slack.errors import SlackError, SlackSetupError
+from gateway.app import standalone_services
 from gateway.contracts import Services
 from gateway.model import Button, ChatMessage, Interaction, OutboundMessage
 from tests.fakes.slack import FakeSlack
@@ -39,8 +40,8 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 def services(fake: FakeSlack, tmp_path: Path, http: web.Application | None = None, **wrong: str) -> Services:
     """Secrets resolve to the fake's tokens, except the ones given in `wrong`."""
-    return Services(data_dir=tmp_path, public_url="http://127.0.0.1:1",
-                    secret=lambda ref: wrong.get(REFS[ref]) or getattr(fake, REFS[ref]), http=http)
+    return standalone_services(tmp_path, public_url="http://127.0.0.1:1", http_app=http,
+                               secret=lambda ref: wrong.get(REFS[ref]) or getattr(fake, REFS[ref]))
 
 
 def config(fake: FakeSlack, **over: Any) -> dict[str, Any]:

@@ -117,8 +117,8 @@ async def test_malformed_command_gets_error_and_usage(make_hammer) -> None:
 
 async def test_token_protects_the_web_chat(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("HAMMER_WEB_TOKEN_TEST", "web-token-123456")
+    from gateway.app import Hammer
     from gateway.config import parse_settings
-    from gateway.service import Hammer
     from tests.conftest import hammer_toml
     text = hammer_toml(tmp_path / "data")
     text = text.replace('port = 0\n', 'port = 0\ntoken = "env:HAMMER_WEB_TOKEN_TEST"\n')
@@ -181,7 +181,7 @@ async def test_uploading_a_dataset_makes_it_usable_as_upload_ref(make_hammer) ->
             assert resp.status == 200 and (await resp.json())["ref"] == "upload:faq.jsonl"
         await wait_for(lambda: any("faq.jsonl" in m["msg"]["title"] for m in page.bot_messages()), 5)
         assert (hammer.data_dir / "uploads" / "faq.jsonl").read_bytes() == rows * 3
-        planned = await hammer.plan(hammer.commands.parse(".finetune demo-lora upload:faq.jsonl", *_who()))
+        planned = await hammer.planner.plan(hammer.commands.parse(".finetune demo-lora upload:faq.jsonl", *_who()))
         assert any(m.target.startswith("/data/") for m in planned.spec.mounts)
         bad = aiohttp.FormData()
         bad.add_field("file", b"x", filename="../../evil.sh")

@@ -1,17 +1,16 @@
-"""Helpers for the task-plugin tests: a gateway-like job context over a tmp data dir,
-prior jobs on disk (what the Docker adapter leaves behind), and command building through
-the real command table, exactly as the gateway does it."""
+"""Helpers for the task-plugin tests: a job context (gateway.contracts.JobContext) over a
+tmp data dir, earlier jobs as the store holds them (artifact keys, no cloud's disk), and
+command building through the real command table, exactly as the gateway does it."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.commands import CommandTable
 from gateway.config import Settings, parse_settings
-from gateway.model import Actor, Conversation, JobSpec
+from gateway.model import Actor, Conversation, Job, JobSpec, JobState
 from plugins import download, export, finetune, infer
 from plugins import eval as eval_plugin
 
@@ -22,9 +21,20 @@ WHERE = Conversation("web", "general")
 
 @dataclass
 class Ctx:
+    """A gateway.contracts.JobContext over a tmp data dir (the planner's BuildContext shape)."""
+
     job_id: str
     settings: Settings
     uploads_dir: Path
+    actor: Actor = ACTOR
+    jobs: dict[str, Job] = field(default_factory=dict)
+
+    def job(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def upload(self, name: str) -> Path | None:
+        path = self.uploads_dir / name
+        return path if path.is_file() else None
 
 
 def make_ctx(tmp: Path, extra_toml: str = "") -> Ctx:
@@ -55,22 +65,18 @@ def build(text: str, ctx: Ctx) -> JobSpec:
     cmd = t.parse(text, ACTOR, WHERE)
     builder = t.specs[cmd.verb].build_job
     assert builder is not None
-    return builder(cmd, ctx)  # type: ignore[no-any-return]
+    return builder(cmd, ctx)  # type: ignore[return-value]
 
 
-def make_prior_job(ctx: Ctx, job_id: str, *, model: str = "demo", adapter: bool = True,
-                   steps: tuple[int, ...] = (5, 10), tuner: str = "lora") -> Path:
-    """A finished job's workspace as the Docker adapter leaves it: job.json plus
-    ms-swift's output dir with checkpoint-<step> folders."""
-    ws = ctx.settings.data_dir / "jobs" / job_id / "workspace"
-    (ws / "output").mkdir(parents=True, exist_ok=True)
-    for step in steps:
-        ckpt = ws / "output" / f"checkpoint-{step}"
-        ckpt.mkdir(parents=True, exist_ok=True)
-        if adapter:
-            (ckpt / "adapter_config.json").write_text("{}")
-        else:
-            (ckpt / "config.json").write_text("{}")
+def make_prior_job(ctx: Ctx, job_id: str, *, model: str = "demo", adapter: bool = True, tuner: str = "lora",
+                   state: JobState = JobState.SUCCEEDED) -> Job:
+    """A finished job as the store holds it: its spec, and its adapter (or full weights)
+    stored in the artifact store under `jobs/<id>/adapter` (or `model`)."""
     spec = JobSpec(id=job_id, task="sft", model=model, params={"tuner": tuner, "hub": "modelscope"})
-    (ws / "job.json").write_text(json.dumps(spec.to_dict()))
-    return ws
+    name = "adapter" if adapter else "model"
+    job = Job(spec=spec, state=state, created_at=1.0, updated_at=2.0)
+    if state == JobState.SUCCEEDED:
+        job.artifacts = [{"name": name, "path": "output/v0-x/checkpoint-10", "key": f"jobs/{job_id}/{name}"},
+                         {"name": "report", "path": "report.json", "key": f"jobs/{job_id}/report.json"}]
+    ctx.jobs[job_id] = job
+    return job

@@ -237,7 +237,7 @@ def test_qlora_flags_parse(ctx: Any, parsers: Any) -> None:
 def test_export_merge_parses(ctx: Any, parsers: Any) -> None:
     ns = validate_swift(build("export lorajob1", ctx).argv, parsers)
     assert ns.merge_lora is True
-    assert ns.adapters == ["/jobs/lorajob1/output/checkpoint-10"]
+    assert ns.adapters == ["/inputs/jobs/lorajob1/adapter"]
 
 
 def test_validator_catches_bad_argv(parsers: Any) -> None:

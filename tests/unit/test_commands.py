@@ -6,11 +6,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.app import build_command_table
 from gateway.commands import CommandError, CommandTable, Param, split_model_ref, tokenize
 from gateway.config import load_settings
 from gateway.model import Actor, Command, Conversation
 from gateway.plugins import load_plugins
-from gateway.service import build_command_table
 
 ACTOR = Actor("web", "alice", "alice")
 CONV = Conversation("web", "main")
@@ -144,12 +144,13 @@ INERT = [
 
 @pytest.mark.parametrize("text", INERT)
 def test_hostile_free_text_stays_inert_data_in_argv(table: CommandTable, text: str) -> None:
-    from gateway.service import Hammer
+    from gateway.app import Hammer
     hammer = Hammer(load_settings(None))
+    hammer.build(chat=False)
     import asyncio
     cmd = parse(table, text)
-    planned = asyncio.run(hammer.plan(cmd))
-    assert_argv_safe(list(planned.spec.argv), cmd)
+    spec = asyncio.run(hammer.planner.build(cmd))
+    assert_argv_safe(list(spec.argv), cmd)
 
 
 def assert_argv_safe(argv: list[str], cmd: Command) -> None:

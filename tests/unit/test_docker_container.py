@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from adapters.cloud.docker import DockerAdapter, DockerConfig, DockerUnavailable, hammer_cloud_adapters
 from adapters.cloud.docker.container import container_body
 from adapters.cloud.docker.logstream import LineNumberer, docker_time, oom_event
-from gateway.contracts import Services
+from gateway.app import standalone_services
 from gateway.model import JobSpec, Mount, Placement, Resources
 
 
@@ -130,7 +130,7 @@ def test_the_synthetic_oom_event_is_the_same_on_every_replay() -> None:
 
 
 async def test_no_engine_says_how_to_start_one(tmp_path: Path) -> None:
-    services = Services(data_dir=tmp_path, public_url="", secret=lambda ref: "")
+    services = standalone_services(tmp_path, secret=lambda ref: "")
     adapter = DockerAdapter({"url": f"unix://{tmp_path}/no-docker.sock"}, services)
     try:
         with pytest.raises(DockerUnavailable) as info:

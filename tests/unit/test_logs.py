@@ -55,8 +55,8 @@ async def test_secrets_never_reach_any_sink_of_a_running_gateway(make_hammer, se
     hammer = await make_hammer()
     actor, conv = Actor("web", "alice"), Conversation("web", "main")
     with pytest.raises(CommandError):
-        await hammer.execute(f".fintune {secret}", actor, conv)
-    job = await hammer.execute(".fakejob", actor, conv)
+        await hammer.dispatch.execute(f".fintune {secret}", actor, conv)
+    job = await hammer.dispatch.execute(".fakejob", actor, conv)
     assert isinstance(job, Job)
     await wait_for(lambda: job.state.terminal)
     # a runner line that echoes the token (as a misbehaving script might)

@@ -20,7 +20,7 @@ CONV = Conversation("web", "main")
 
 
 async def run_cmd(hammer, text: str, actor: Actor = ALICE) -> Job:
-    job = await hammer.execute(text, actor, CONV)
+    job = await hammer.dispatch.execute(text, actor, CONV)
     assert isinstance(job, Job), job
     return job
 
@@ -93,9 +93,9 @@ async def test_cancel_stops_the_job_and_the_machine(make_hammer):
     job = await run_cmd(hammer, ".fakejob")
     await wait_for(lambda: job.progress.get("step", 0) >= 2)
     with pytest.raises(CommandError) as err:
-        await hammer.execute(f".cancel {job.id}", BOB, CONV)
+        await hammer.dispatch.execute(f".cancel {job.id}", BOB, CONV)
     assert err.value.code == "denied"
-    await hammer.execute(f".cancel {job.id}", ALICE, CONV)
+    await hammer.dispatch.execute(f".cancel {job.id}", ALICE, CONV)
     job = await ended(hammer, job)
     assert job.state == JobState.CANCELLED
     assert hammer.clouds["fake"].cancelled == [job.id]
@@ -112,7 +112,7 @@ async def test_per_user_concurrency_limit(make_hammer):
         await run_cmd(hammer, ".fakejob")
     assert err.value.code == "denied" and "limit 2" in err.value.message
     await run_cmd(hammer, ".fakejob", BOB)  # someone else is not affected
-    await hammer.execute(f".cancel {a.id}", ALICE, CONV)
+    await hammer.dispatch.execute(f".cancel {a.id}", ALICE, CONV)
     await ended(hammer, a)
     await run_cmd(hammer, ".fakejob")  # a slot is free again
     decisions = [r for r in hammer.audit.read() if r["kind"] == "policy"]
@@ -194,7 +194,7 @@ async def test_a_store_file_that_is_not_a_database_gets_a_clear_error(tmp_path: 
 async def test_a_job_that_cannot_fit_the_machine_is_refused_before_anything_starts(make_hammer):
     hammer = await make_hammer()  # the fake cloud offers one CPU-only machine
     with pytest.raises(CommandError) as err:
-        await hammer.execute(".finetune qwen-7b-lora alpaca-zh", ALICE, CONV)
+        await hammer.dispatch.execute(".finetune qwen-7b-lora alpaca-zh", ALICE, CONV)
     assert err.value.code == "does_not_fit"
     assert "19." in err.value.message and "GiB" in err.value.message  # the estimated need
     assert "QLoRA" in err.value.hint  # and the alternatives
@@ -205,7 +205,7 @@ async def test_a_job_that_cannot_fit_the_machine_is_refused_before_anything_star
 
 async def test_plan_shows_the_estimate_and_the_machine(make_hammer):
     hammer = await make_hammer()
-    reply = await hammer.execute(".plan finetune qwen-7b-lora alpaca-zh epochs=2", ALICE, CONV)
+    reply = await hammer.dispatch.execute(".plan finetune qwen-7b-lora alpaca-zh epochs=2", ALICE, CONV)
     shown = dict(reply.fields)
     assert "GiB per GPU" in shown["GPU memory"] and "L4" in shown["Cheapest machine"]
     assert shown["On fake"].startswith("does not fit")

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from gateway.commands import CommandError
-from gateway.model import Mount
-from plugins._common import Argv
+from gateway.model import JobState, Mount
+from plugins.argv import Argv
 from tests.unit.taskctx import PLUGINS, build, make_ctx, make_prior_job, table
 
 
@@ -208,33 +208,32 @@ def test_refusals(text: str, code: str, words: str, ctx: Any) -> None:
 
 
 def test_adapter_from_a_previous_job(ctx: Any) -> None:
-    make_prior_job(ctx, "abc12345", model="demo", steps=(5, 40, 20))
+    make_prior_job(ctx, "abc12345", model="demo")
     spec = build('infer adapter=abc12345 prompt="hi"', ctx)
-    host = ctx.settings.data_dir / "jobs" / "abc12345" / "workspace" / "output"
-    assert Mount(str(host), "/jobs/abc12345/output", True) in spec.mounts
-    assert flag(spec.argv, "adapters") == "/jobs/abc12345/output/checkpoint-40"
-    assert flag(spec.argv, "model") == "/cache/models/demo"  # the base model, from the job's job.json
+    assert spec.inputs == ("jobs/abc12345/adapter",)  # fetched from the artifact store by the cloud
+    assert flag(spec.argv, "adapters") == "/inputs/jobs/abc12345/adapter"
+    assert flag(spec.argv, "model") == "/cache/models/demo"  # the base model, from the stored job's spec
     assert spec.needs_network is False and spec.params["adapter_job"] == "abc12345"
+    assert not any("/jobs/" in m.source for m in spec.mounts)  # nothing of another cloud's disk
 
 
-def test_versioned_output_dirs_pick_the_newest_run(ctx: Any) -> None:
-    ws = make_prior_job(ctx, "vers0001", steps=())
-    for run, step in (("v0-20250101-000000", 99), ("v1-20250102-000000", 7)):
-        d = ws / "output" / run / f"checkpoint-{step}"
-        d.mkdir(parents=True)
-        (d / "adapter_config.json").write_text("{}")
-    import os
-    os.utime(ws / "output" / "v0-20250101-000000", (1, 1))
-    spec = build('infer adapter=vers0001 prompt="hi"', ctx)
-    assert flag(spec.argv, "adapters") == "/jobs/vers0001/output/v1-20250102-000000/checkpoint-7"
+@pytest.mark.parametrize(("setup", "code"), [
+    ("missing", "job_not_found"), ("running", "job_not_finished"), ("no_outputs", "no_adapter")])
+def test_an_earlier_job_must_have_finished_with_an_adapter(setup: str, code: str, ctx: Any) -> None:
+    if setup == "running":
+        make_prior_job(ctx, "abc12345", state=JobState.RUNNING)
+    elif setup == "no_outputs":
+        make_prior_job(ctx, "abc12345").artifacts = []
+    err = refused('infer adapter=abc12345 prompt="hi"', ctx)
+    assert err.code == code and "abc12345" in err.message and err.hint
 
 
 def test_full_finetune_weights_replace_the_model(ctx: Any) -> None:
     make_prior_job(ctx, "full0001", model="qwen2.5-7b", adapter=False, tuner="full")
     spec = build('infer adapter=full0001 prompt="hi"', ctx)
-    assert flag(spec.argv, "model") == "/jobs/full0001/output/checkpoint-10"
+    assert flag(spec.argv, "model") == "/inputs/jobs/full0001/model"
     assert flag(spec.argv, "model_type") == "qwen2" and "--adapters" not in spec.argv
-    assert spec.needs_network is False
+    assert spec.needs_network is False and spec.inputs == ("jobs/full0001/model",)
     err = refused("export full0001 merge=true", ctx)
     assert "full" in err.message
 
@@ -243,12 +242,26 @@ def test_export_merges_a_lora_job(ctx: Any) -> None:
     make_prior_job(ctx, "lora0001", model="qwen2.5-7b")
     merge = build("export lora0001", ctx)
     assert flag(merge.argv, "merge_lora") == "true"
-    assert flag(merge.argv, "adapters") == "/jobs/lora0001/output/checkpoint-10"
+    assert flag(merge.argv, "adapters") == "/inputs/jobs/lora0001/adapter"
     assert flag(merge.argv, "output_dir") == "/workspace/output/merged"
+    assert merge.inputs == ("jobs/lora0001/adapter",)
     quant = build("export lora0001 bits=4", ctx)
     assert (flag(quant.argv, "quant_method"), flag(quant.argv, "quant_bits")) == ("awq", "4")
     assert flag(quant.argv, "dataset") == "AI-ModelScope/alpaca-gpt4-data-zh#256"
     assert quant.resources.gpu_count == 1
+
+
+def test_training_jobs_count_their_tokens_for_the_cost_estimate(ctx: Any) -> None:
+    preset = build("finetune qwen-7b-lora alpaca-zh epochs=2", ctx)
+    assert preset.params["dataset_samples"] == 48_818
+    assert preset.params["train_tokens"] == 48_818 * 2 * 300
+    capped = build("finetune qwen-7b-lora alpaca-zh#1000", ctx)
+    assert capped.params["dataset_samples"] == 1000
+    upload = build("finetune demo-lora upload:faq.jsonl", ctx)
+    assert upload.params["dataset_samples"] == 1  # counted: one row
+    assert "train_tokens" not in build("finetune qwen-7b-lora wiki_zh", ctx).params  # size unknown
+    steps = build("finetune qwen-7b-lora wiki_zh max_steps=100 batch_size=2 grad_accum=4", ctx)
+    assert steps.params["train_tokens"] == 100 * 2 * 4 * 2048
 
 
 def test_eval_and_download(ctx: Any) -> None:
