@@ -71,6 +71,11 @@ def progress_message(job: Job, now: float) -> OutboundMessage:
     elif not job.state.terminal:
         buttons = (Button("cancel", "Cancel", job.id, "danger"),)
     text = ""
+    cost = job.spec.estimated_cost_usd
+    if job.state == JobState.PENDING_APPROVAL:
+        text = "Waits for a hammer admin's approval" + (f": estimated ${cost:.2f}." if cost is not None else ".")
+    elif cost and not job.state.terminal:
+        fields.append(("Cost", f"${job.cost_usd(now):.2f} of ~${cost:.2f} estimated"))
     if job.error:
         text = f"{job.error.get('message', '')}\n{job.error.get('hint', '')}".strip()
     who = job.spec.requester.display_name or job.spec.requester.user_id if job.spec.requester else ""

@@ -278,7 +278,8 @@ class JobSpec(Serializable):
     adapter makes each readable at `/inputs/<key>` before the runner starts, whatever cloud
     produced it. `reply_to` is where the job's messages go when no chat message started it.
     `price_per_hour` is the planner's pick (0 for free machines); the cost watchdog and
-    the ledger use it unless the placement reports the real price.
+    the ledger use it unless the placement reports the real price; `estimated_cost_usd`
+    is the planner's estimate for the whole job (None: not known).
     """
 
     id: str
@@ -299,6 +300,7 @@ class JobSpec(Serializable):
     reply_to: Conversation | None = None
     needs_network: bool = False
     price_per_hour: float = 0.0
+    estimated_cost_usd: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> JobSpec:
@@ -314,6 +316,7 @@ class JobSpec(Serializable):
             reply_to=Conversation.from_dict(d["reply_to"]) if d.get("reply_to") else None,
             needs_network=bool(d.get("needs_network", False)),
             price_per_hour=float(d.get("price_per_hour", 0.0)),
+            estimated_cost_usd=d.get("estimated_cost_usd"),
         )
 
 

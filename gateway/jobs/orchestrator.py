@@ -359,17 +359,18 @@ class Orchestrator:
             self.on_event(job, event)
 
     async def _finalize(self, job: Job, image: Path | None = None) -> None:
-        """The event archive, the final progress state and the report; then clean up."""
-        if self.artifacts is not None:
-            await self._archive(job)
-        links = dict((job.result or {}).get("links", {}))
-        await self.notifier.finish(job, {k: v for k, v in links.items() if k != "loss_curve"}, image)
+        """Release the machine first (nothing stays billed while chat messages go out), then
+        the event archive, the final progress state and the report."""
         cloud = self.clouds.get(job.placement.cloud) if job.placement else None
         if cloud is not None and job.placement is not None:
             try:
                 await cloud.cleanup(job.placement)
             except Exception as exc:
                 log.error("job %s: cleanup failed: %s", job.id, exc, extra={"job_id": job.id})
+        if self.artifacts is not None:
+            await self._archive(job)
+        links = dict((job.result or {}).get("links", {}))
+        await self.notifier.finish(job, {k: v for k, v in links.items() if k != "loss_curve"}, image)
         self._tasks.pop(job.id, None)
 
     async def _archive(self, job: Job) -> None:
@@ -401,7 +402,12 @@ class Orchestrator:
             limits = job.spec.limits
             started = job.started_at or job.created_at
             cost = job.cost_usd(now)
-            if now - started > limits.max_runtime_s:
+            if limits.max_cost_usd is not None and cost > limits.max_cost_usd:  # money first
+                await self.time_out(job, f"the job cost ${cost:.2f}, over its limit of ${limits.max_cost_usd:.2f} "
+                                    f"(${job.price_per_hour:.2f}/h for {duration(job.running_s(now))})",
+                                    "Train fewer steps, pick a cheaper machine, or ask an admin to raise "
+                                    "jobs.max_cost_usd.", kind=ErrorKind.COST, state=JobState.FAILED)
+            elif now - started > limits.max_runtime_s:
                 limit = duration(limits.max_runtime_s)
                 await self.time_out(job, f"the job ran longer than its limit of {limit}",
                                     "Train for fewer epochs or steps, or ask an admin to raise jobs.max_runtime.")
@@ -409,11 +415,6 @@ class Orchestrator:
                 await self.time_out(job, f"no progress for {duration(limits.idle_timeout_s)}",
                                     "The job may be stuck (a hung download, a deadlock); run it again, "
                                     "or ask an admin to raise jobs.idle_timeout.")
-            elif limits.max_cost_usd is not None and cost > limits.max_cost_usd:
-                await self.time_out(job, f"the job cost ${cost:.2f}, over its limit of ${limits.max_cost_usd:.2f} "
-                                    f"(${job.price_per_hour:.2f}/h for {duration(job.running_s(now))})",
-                                    "Train fewer steps, pick a cheaper machine, or ask an admin to raise "
-                                    "jobs.max_cost_usd.", kind=ErrorKind.COST, state=JobState.FAILED)
 
     def _notify(self, job: Job) -> None:
         if not job.state.terminal:

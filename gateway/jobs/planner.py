@@ -130,7 +130,8 @@ class Planner:
         if limits.max_cost_usd is None and self.settings.jobs.max_cost_usd:
             limits = dataclasses.replace(limits, max_cost_usd=float(self.settings.jobs.max_cost_usd))
         price = planned.machine.price_per_hour if planned.machine is not None else 0.0
-        planned.spec = dataclasses.replace(spec, price_per_hour=price, limits=limits)
+        planned.spec = dataclasses.replace(spec, price_per_hour=price, limits=limits,
+                                           estimated_cost_usd=planned.cost.estimated_usd)
         planned.decision = await policy.evaluate(cmd.actor, cmd, planned.spec, settings=self.settings,
                                                  store=self.store, plugins=self.plugins,
                                                  estimated_cost_usd=planned.cost.estimated_usd)
@@ -172,11 +173,15 @@ class Planner:
         if est is None or not machines:
             return (min(machines, key=lambda m: m.price_per_hour) if machines else None), None
         headroom = self.settings.jobs.headroom
-        fitting = [m for m in machines if estimate_mod.fits(est, m, headroom)]
-        if fitting:
-            return min(fitting, key=lambda m: (m.price_per_hour, m.gpu_count, m.instance_type)), None
+        # Pick with headroom; refuse only what does not fit even without it (ms-swift's own
+        # examples run a 7B full fine-tune measured at 76 GiB on an 80 GiB card).
+        for margin in (headroom, 0.0):
+            fitting = [m for m in machines if estimate_mod.fits(est, m, margin)]
+            if fitting:
+                return min(fitting, key=lambda m: (m.price_per_hour, m.gpu_count, m.instance_type)), None
         try:
-            estimate_mod.require_fit(est, machines[0], headroom=headroom)
+            estimate_mod.require_fit(est, max(machines, key=lambda m: (m.gpu_count, m.gpu_memory_mib, m.ram_gib)),
+                                     headroom=0.0)
         except estimate_mod.EstimateError as exc:
             return None, CommandError("does_not_fit", exc.message, exc.hint or "Try a smaller model or qlora.")
         return None, None

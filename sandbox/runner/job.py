@@ -15,6 +15,8 @@ from typing import Any
 
 DEFAULT_JOB_FILE = "/workspace/job.json"
 TRAINING_TASKS = frozenset({"sft", "pt", "rlhf"})
+#: Where clouds put a job's inputs (gateway.model.INPUTS_ROOT; the runner imports nothing from gateway).
+INPUTS_ROOT = "/inputs"
 #: What each prepare entry name creates; the value after the colon is the path.
 PREPARE_KINDS = ("demo_model", "demo_dataset", "demo_preference_dataset", "demo_kto_dataset", "prompts")
 #: prepare item -> demo dataset kind (sandbox.runner.demo.dataset_rows).
@@ -68,6 +70,12 @@ class Job:
         if self.command == "rlhf":
             return self.rlhf_type
         return "sft"
+
+    @property
+    def inputs(self) -> dict[str, Path]:
+        """Artifact key -> where the cloud put it (`/inputs/<key>`, or `$HAMMER_INPUTS/<key>`)."""
+        root = Path(os.environ.get("HAMMER_INPUTS", INPUTS_ROOT))
+        return {str(k): root / str(k).strip("/") for k in self.spec.get("inputs", []) or []}
 
     @property
     def max_runtime_s(self) -> float | None:

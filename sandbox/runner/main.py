@@ -106,6 +106,8 @@ class Runner:
                 return self.cancel()
             if (code := await self.prepare(str(entry), env, job)) is not None:
                 return code
+        if (code := self.check_inputs(job)) is not None:
+            return code
         if (code := self.validate(job)) is not None:
             return code
         if self.cancelled:
@@ -157,6 +159,18 @@ class Runner:
                 f"making the demo model failed: {failure.message}",
                 failure.hint if kind_ == "oom" else "check that the cache volume is writable; " + BUG_HINT,
             )
+        return None
+
+    def check_inputs(self, job: Job) -> int | None:
+        """Earlier jobs' outputs this job builds on: each must be where the cloud put it
+        (read-only, fetched from the artifact store) before ms-swift starts."""
+        for key, path in job.inputs.items():
+            files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else ([path] if path.is_file() else [])
+            if not files:
+                return self.fail("internal", f"the input {key} is not in the sandbox at {path}",
+                                 "the cloud adapter did not deliver it; run the command again, or tell an admin")
+            size = sum(p.stat().st_size for p in files)
+            self.emit.log("stderr", f"hammer: input {key}: {len(files)} file(s), {size:,} bytes")
         return None
 
     def validate(self, job: Job) -> int | None:

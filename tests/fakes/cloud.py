@@ -145,7 +145,8 @@ def _build_fake_job(command: Any, ctx: Any) -> JobSpec:
 def hammer_commands(register: RegisterCommand) -> None:
     from gateway.commands import CommandSpec, Param
     register(CommandSpec(
-        "fakejob", (Param("mode", "enum", "how the fake job behaves", choices=("ok", "fail", "oom", "hang", "crash")),
+        "fakejob", (Param("mode", "enum", "how the fake job behaves",
+                          choices=("ok", "fail", "oom", "hang", "crash", "links")),
                     Param("max_runtime", "float", "seconds", min=0.1, max=3600),
                     Param("idle_timeout", "float", "seconds", min=0.1, max=3600)),
         help="a job for the test cloud", build_job=_build_fake_job, group="test"))

@@ -2,7 +2,8 @@
 
 Run as `python -m tests.fakes.fake_job DIR STEPS INTERVAL MODE`. It is a real separate
 process, so it keeps running while a test stops one gateway and starts another.
-MODE: ok | fail | oom | hang (one status, then silence) | crash (exits without a result).
+MODE: ok | fail | oom | hang (one status, then silence) | crash (exits without a result) |
+links (succeeds, but its output holds symbolic links to host files).
 """
 
 from __future__ import annotations
@@ -60,7 +61,12 @@ def main() -> int:
         return finish(2)
     (workdir / "output").mkdir(exist_ok=True)
     (workdir / "output" / "adapter_config.json").write_text("{}")
-    (workdir / "loss_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    if mode == "links":  # a hostile job: links out of its output, to host files
+        os.symlink("/etc/hostname", workdir / "output" / "leak.txt")
+        os.symlink("/etc", workdir / "output" / "etc")
+        os.symlink("/etc/hostname", workdir / "loss_curve.png")
+    else:
+        (workdir / "loss_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     emit("sample", prompt="Say hi", response="hi")
     emit("artifact", name="adapter", path="output")
     emit("artifact", name="loss_curve", path="loss_curve.png")

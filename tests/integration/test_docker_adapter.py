@@ -146,7 +146,7 @@ async def test_launch_streams_events_and_reports_status(adapter: DockerAdapter) 
     assert events[0].data["argv"] == ["fake-runner", "--mode", "events"]  # from job.json, not a Cmd override
     status = await adapter.status(p)
     assert (status.running, status.exit_code, status.oom_killed) == (False, 0, False)
-    workspace = adapter.collect(p)
+    workspace = await adapter.collect(p)
     assert workspace == adapter.workspace_root / p.job_id / "workspace"
     assert (workspace / "job.json").stat().st_mode & 0o777 == 0o644
     assert workspace.stat().st_mode & 0o777 == 0o777
@@ -267,7 +267,7 @@ async def test_cleanup_leaves_no_container(adapter: DockerAdapter) -> None:
     assert await adapter.reattach(p) is False
     mine = [c for c in await adapter.managed_containers() if c["Labels"].get("hammer.job_id") == p.job_id]
     assert mine == []
-    assert (adapter.collect(p) / "job.json").is_file()  # the output stays for adapter=JOBID
+    assert (await adapter.collect(p) / "job.json").is_file()  # the output stays for adapter=JOBID
 
 
 async def test_launching_twice_is_refused(adapter: DockerAdapter) -> None:

@@ -97,6 +97,33 @@ async def test_finetune_demo_through_the_web_chat(make_hammer, cache_dir: Path, 
     assert r.returncode == 0, r.stderr[-3000:]
 
 
+async def test_a_docker_finetune_feeds_jobs_on_docker_and_on_another_cloud(make_hammer, cache_dir: Path) -> None:
+    """The adapter reaches later jobs through the artifact store: a real `swift infer`
+    on Docker loads it from /inputs, and an export on the fake cloud receives its files."""
+    from gateway.model import Actor, Conversation, Job, JobState
+    hammer = await make_hammer(docker_toml(cache_dir, extra="[cloud.fake]\nsteps = 3\ninterval = 0.01\n"),
+                               cloud="docker")
+    actor, conv = Actor("web", "alice", "alice"), Conversation("web", "main")
+
+    async def run(text: str) -> Job:
+        job = await hammer.dispatch.execute(text, actor, conv)
+        assert isinstance(job, Job)
+        await wait_for(lambda: job.state.terminal, timeout=600, interval=0.5)
+        assert job.state == JobState.SUCCEEDED, job.error
+        return job
+
+    tune = await run(".finetune demo-lora demo")
+    key = tune.artifact_keys()["adapter"]
+    stored = sorted(p.name for p in (hammer.settings.artifacts_dir / key).iterdir())
+    assert "adapter_model.safetensors" in stored and "adapter_config.json" in stored
+    infer = await run(f'.infer adapter={tune.id} prompt="Who are you?"')
+    assert infer.spec.cloud == "docker" and infer.spec.inputs == (key,)
+    assert infer.samples and infer.samples[0]["response"]  # the model answered with the adapter loaded
+    export = await run(f".export {tune.id} cloud=fake")
+    lines = [e.data["line"] for e in await hammer.store.events(export.id, types=("log",))]
+    assert any(line.startswith(f"input {key}: ") and "adapter_model.safetensors" in line for line in lines)
+
+
 async def test_cancel_mid_training_leaves_no_container(make_hammer, cache_dir: Path) -> None:
     hammer = await make_hammer(docker_toml(cache_dir), cloud="docker")
     from gateway.model import Actor, Conversation
@@ -119,7 +146,7 @@ async def test_tiny_memory_limit_ends_with_oom_and_the_hint(make_hammer, cache_d
     assert job.error["kind"] == "oom", job.error
     hint = job.error["hint"].lower()
     assert "batch" in hint or "max_length" in hint or "qlora" in hint
-    assert containers(job.id) == []
+    await wait_for(lambda: containers(job.id) == [], timeout=30, interval=0.2)  # removed as the job ends
 
 
 async def test_hardening_flags_of_a_running_job(make_hammer, cache_dir: Path) -> None:

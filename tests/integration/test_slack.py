@@ -512,7 +512,7 @@ async def test_e2e_bad_token_leaves_the_other_adapters_running_and_doctor_explai
     assert "invalid_auth" in what and "OAuth & Permissions" in what
 
     settings = parse_settings(hammer_toml(tmp_path / "doctor", slack_toml(fake), web=False), "test")
-    results = [r for r in await run_checks(settings) if r[1].startswith("chat.slack")]
+    results = [(c.ok, c.what, c.fix) for c in await run_checks(settings) if c.what.startswith("chat.slack")]
     assert results and not results[0][0]
     assert "invalid_auth" in results[0][1] and "xoxb" in results[0][2]
 

@@ -100,6 +100,29 @@ async def test_cancel_button_works_for_the_requester_only(make_hammer) -> None:
         assert job.state.value == "cancelled"
 
 
+async def test_an_expensive_job_waits_until_an_admin_clicks_approve(make_hammer) -> None:
+    from tests.unit.test_core_remote import GPU_CATALOG
+    hammer = await make_hammer(GPU_CATALOG + '[policy]\nrequire_approval_over_usd = 0.01\nadmins = ["web:boss"]\n')
+    url = hammer.services.public_url
+    async with aiohttp.ClientSession() as session:
+        alice = await open_page(session, url, "alice")
+        boss = await open_page(session, url, "boss")
+        await alice.send(type="command", text=".finetune qwen-7b-lora alpaca-zh#1000")
+        await wait_for(lambda: any(m["msg"]["buttons"] for m in alice.bot_messages()), 10)
+        card = next(m for m in alice.bot_messages() if m["msg"]["buttons"])
+        assert fields(card)["Phase"] == "pending approval" and "estimated $" in card["msg"]["text"]
+        assert [b["action_id"] for b in card["msg"]["buttons"]] == ["approve", "deny"]
+        job_id = card["msg"]["buttons"][0]["value"]
+        await alice.send(type="click", action_id="approve", value=job_id, message_id=card["id"])
+        await wait_for(lambda: alice.of("ephemeral"), 5)
+        assert "admin" in alice.of("ephemeral")[0]["message"]["msg"]["title"]
+        assert (await hammer.store.get_job(job_id)).state.value == "pending_approval"
+        await boss.send(type="click", action_id="approve", value=job_id, message_id=card["id"])
+        await wait_for(lambda: any(m["id"] == card["id"] and fields(m).get("Phase") == "succeeded"
+                                   for m in alice.bot_messages()), 20)
+        assert (await hammer.store.get_job(job_id)).state.value == "succeeded"
+
+
 async def test_malformed_command_gets_error_and_usage(make_hammer) -> None:
     hammer = await make_hammer()
     async with aiohttp.ClientSession() as session:

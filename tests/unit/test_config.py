@@ -82,3 +82,31 @@ def test_secret_references_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert resolve_secret(f"file:{f}") == "file-secret-value"
     with pytest.raises(ValueError, match="is not set"):
         resolve_secret("env:HAMMER_NOT_SET_ANYWHERE")
+
+
+def test_a_users_file_overlays_the_embedded_defaults(tmp_path: Path) -> None:
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text(f'[gateway]\ndata_dir = "{tmp_path}"\n[http]\nport = 9123\n')
+    s = load_settings(cfg)
+    assert s.http.port == 9123 and s.http.host == "127.0.0.1"  # the rest of [http] kept its default
+    assert list(s.enabled("chat")) == ["web"] and list(s.enabled("cloud")) == ["docker"]  # nothing vanished
+    off = parse_settings("[chat.web]\nenabled = false\n[cloud.docker]\nenabled = false\n")
+    assert off.enabled("chat") == {} and off.enabled("cloud") == {}
+    merged = parse_settings('[cloud.docker]\nnetwork = "none"\n')
+    assert merged.cloud["docker"]["network"] == "none" and merged.cloud["docker"]["pids"] == 1024
+
+
+def test_config_show_prints_the_merged_result_and_where_each_value_came_from(tmp_path: Path) -> None:
+    import tomllib
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text('[http]\nport = 9123\n[cloud.docker]\nenabled = false\n')
+    r = hammer("config", "show", str(cfg))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert f"port = 9123  # {cfg}" in lines
+    assert 'host = "127.0.0.1"  # config.example.toml (embedded)' in lines
+    assert tomllib.loads(r.stdout)["cloud"]["docker"]["enabled"] is False  # it is TOML itself
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[http]\nport = -1\n")
+    r = hammer("config", "show", str(bad))
+    assert r.returncode == 2 and "http.port" in r.stderr

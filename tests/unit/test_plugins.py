@@ -20,13 +20,36 @@ def hook_names() -> list[str]:
     return [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("hammer_")]
 
 
-def test_every_hook_is_documented_in_plugins_md() -> None:
+def _signature(name: str) -> str:
+    """`def hook(p: T, ...) -> R` as written in gateway/hookspecs.py (string annotations)."""
+    sig = inspect.signature(getattr(hookspecs, name))
+    params = ", ".join(f"{p.name}: {p.annotation}" for p in sig.parameters.values())
+    return f"def {name}({params}) -> {sig.return_annotation}"
+
+
+def _section(doc: str, name: str) -> str:
+    match = re.search(rf"^### {name}\((?P<params>[^)]*)\)\n(?P<body>.*?)(?=^### |^## |\Z)", doc, flags=re.M | re.S)
+    assert match, f"docs/plugins.md has no '### {name}(...)' section"
+    return match.group(0)
+
+
+def test_every_hook_is_documented_in_plugins_md_with_its_signature() -> None:
     doc = (ROOT / "docs" / "plugins.md").read_text()
-    documented = set(re.findall(r"^### (hammer_\w+)\(", doc, flags=re.M))
-    missing = set(hook_names()) - documented
-    assert not missing, f"hooks missing from docs/plugins.md: {sorted(missing)}"
     assert set(hook_names()) == {"hammer_chat_adapters", "hammer_cloud_adapters", "hammer_commands",
                                  "hammer_artifact_stores", "hammer_job_event", "hammer_policy_check"}
+    for name in hook_names():
+        section = _section(doc, name)
+        heading = re.match(rf"### {name}\(([^)]*)\)", section)
+        assert heading is not None
+        params = [p.strip() for p in heading.group(1).split(",") if p.strip()]
+        assert params == list(inspect.signature(getattr(hookspecs, name)).parameters), (name, params)
+        assert _signature(name) in section, f"docs/plugins.md: {name} should show `{_signature(name)}`"
+
+
+def test_the_docs_test_notices_a_drifted_signature() -> None:
+    doc = (ROOT / "docs" / "plugins.md").read_text()
+    drifted = doc.replace(_signature("hammer_job_event"), "def hammer_job_event(job: Job) -> None")
+    assert _signature("hammer_job_event") not in _section(drifted, "hammer_job_event")
 
 
 def test_every_hook_has_a_docstring() -> None:

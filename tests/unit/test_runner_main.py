@@ -162,6 +162,25 @@ async def test_infer_job_writes_the_prompts_and_reports_answers(fake_swift: Path
     assert events[-1]["ok"] is True and events[-1]["summary"]["samples"] == 1
 
 
+async def test_inputs_must_be_in_the_sandbox_before_ms_swift_starts(
+        fake_swift: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs = fake_swift / "inputs"
+    monkeypatch.setenv("HAMMER_INPUTS", str(inputs))
+    ws = fake_swift / "ws"
+    argv = ["swift", "infer", "--model", "/cache/models/demo", "--adapters", "/inputs/jobs/ab12/adapter"]
+    job_file = _job(ws, argv)
+    spec = json.loads(job_file.read_text())
+    job_file.write_text(json.dumps({**spec, "inputs": ["jobs/ab12/adapter"]}))
+    code, events = await _run(job_file)
+    error = next(e for e in events if e["type"] == "error")
+    assert code == 1 and "jobs/ab12/adapter" in error["message"] and "running" not in [e.get("phase") for e in events]
+    (inputs / "jobs" / "ab12" / "adapter").mkdir(parents=True)
+    (inputs / "jobs" / "ab12" / "adapter" / "adapter_config.json").write_text("{}")
+    code, events = await _run(job_file)
+    assert any(e.get("line") == "hammer: input jobs/ab12/adapter: 1 file(s), 2 bytes" for e in events)
+    assert "running" in [e.get("phase") for e in events]  # now ms-swift starts
+
+
 async def test_bad_dataset_fails_fast_with_the_line(fake_swift: Path) -> None:
     ws = fake_swift / "ws"
     ws.mkdir()

@@ -4,9 +4,9 @@ A slash command is only another way to type a chat command: `/finetune model:dem
 dataset:demo` reaches the gateway as the text `finetune demo-lora demo`, and the gateway
 parses it with the same grammar, checks and errors as `.finetune demo-lora demo`.
 
-The options are typed from the gateway's command table when the gateway hands it over
-(`services.extra["commands"]`, a `gateway.commands.CommandTable`); otherwise from the
-built-in description of the eight verbs below. Every job verb also gets a free-form
+The options are typed from the gateway's command table (`Services.commands`, a
+`gateway.commands.CommandTable`); an empty table falls back to the built-in description
+of the eight verbs below. Every job verb also gets a free-form
 `options` string (`epochs=3 lr=1e-4`), so no option the grammar accepts is out of reach.
 """
 
