@@ -453,7 +453,7 @@ async def test_hammer_doctor_lists_discord_checks_with_fixes(
     monkeypatch.setenv("DISCORD_BOT_TOKEN", fake.token)
     toml = DISCORD_TOML.replace('channels = ["experiments"]', 'channels = ["experiments", "readonly"]')
     results = await run_checks(parse_settings(hammer_toml(tmp_path / "data", toml, web=False)))
-    discord_lines = [(ok, what, fix) for ok, what, fix in ((c.ok, c.what, c.fix) for c in results) if what.startswith("chat.discord")]
+    discord_lines = [(c.ok, c.what, c.fix) for c in results if c.what.startswith("chat.discord")]
     assert any(ok and "token is valid" in what for ok, what, _ in discord_lines)
     [(ok, what, fix)] = [line for line in discord_lines if "#readonly" in line[1]]
     assert not ok and "Send Messages" in what and "Send Messages" in fix

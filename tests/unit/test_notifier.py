@@ -8,7 +8,17 @@ import time
 
 from gateway import messages
 from gateway.jobs import ProgressNotifier
-from gateway.model import Actor, ChatMessage, Conversation, Job, JobSpec, JobState, MessageRef, OutboundMessage, RateLimits
+from gateway.model import (
+    Actor,
+    ChatMessage,
+    Conversation,
+    Job,
+    JobSpec,
+    JobState,
+    MessageRef,
+    OutboundMessage,
+    RateLimits,
+)
 
 
 class RecordingAdapter:
