@@ -108,3 +108,28 @@ def test_doctor_reports_problems_with_fixes(tmp_path: Path) -> None:
 def test_missing_arguments_are_usage_errors(args: list[str]) -> None:
     r = hammer(*args)
     assert r.returncode == 2 and "usage: hammer" in r.stderr
+
+
+def test_estimate_recommends_several_big_gpus_for_a_70b_lora() -> None:
+    r = hammer("estimate", "--json", "llama3-70b", "--tuner", "lora")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    rec = plan["recommendation"]
+    assert rec is not None and 2 <= rec["gpu_count"] <= 8 and rec["gpu_memory_gib"] >= 40
+    assert plan["request"]["gpus"] == rec["gpu_count"] and any("no GPU count was given" in n for n in plan["notes"])
+    fixed = json.loads(hammer("estimate", "--json", "llama3-70b", "--tuner", "lora", "--gpus", "1").stdout)
+    assert fixed["recommendation"] is None  # an explicit count is respected
+
+
+def test_estimate_into_a_closed_pipe_prints_no_traceback() -> None:
+    import os
+    for extra in ([], ["--json"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before anything is written, as after `| head -1`
+        try:
+            r = subprocess.run([sys.executable, "-m", "gateway.cli", "estimate", "llama3-70b", *extra], cwd=ROOT,
+                               stdout=write_end, stderr=subprocess.PIPE, timeout=60)
+        finally:
+            os.close(write_end)
+        assert b"Traceback" not in r.stderr and b"BrokenPipe" not in r.stderr, r.stderr
+        assert r.returncode in (0, 1)  # rich exits 1 on a closed pipe, quietly
