@@ -36,6 +36,7 @@ from gateway.model import Job
 from gateway.plugins import Plugins, load_plugins
 from gateway.store import Store
 from gateway.uploads import UploadSpace
+from gateway.webauth import Accounts, sign_in_link
 
 log = logging.getLogger("hammer.app")
 
@@ -156,6 +157,9 @@ class Hammer:
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
         self.store = Store(store_path or settings.db_path)
         self.audit = AuditLog(self.data_dir / "audit.jsonl")
+        self.accounts = Accounts(self.store, self.data_dir / "web" / "secret.key",
+                                 invite_ttl_s=settings.http.invite_ttl, session_ttl_s=settings.http.session_ttl)
+        self.sign_in: str | None = None  # the operator's first sign-in link, while nobody has signed in
         self.app = http.build_app(self)
         self.services = make_services(settings, self.plugins, self.app)
         self.commands = self.services.commands
@@ -193,6 +197,7 @@ class Hammer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.uploads.root.mkdir(exist_ok=True)
         await self.store.open()
+        invite = await self.accounts.ensure_operator(self.data_dir / "operator.token")
         self.build()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
@@ -201,6 +206,8 @@ class Hammer:
         self.port = _bound_port(self._runner) or self.settings.http.port
         if self.settings.http.port == 0 and not self.settings.gateway.public_url:
             self.services.public_url = f"http://127.0.0.1:{self.port}"
+        if invite is not None:
+            self.sign_in = sign_in_link(self.services.public_url, invite)
         await self.orchestrator.start()
         for name, adapter in list(self.chat.items()):
             try:

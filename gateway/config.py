@@ -70,13 +70,16 @@ class GatewaySettings(Strict):
 class HttpSettings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    token: SecretRef = ""
+    invite_ttl: Duration = Field(86400, gt=0)
+    session_ttl: Duration = Field(30 * 86400, gt=0)
+    token: str = ""
 
     @model_validator(mode="after")
-    def _token_when_exposed(self) -> HttpSettings:
-        if self.host not in ("127.0.0.1", "::1", "localhost") and not self.token:
-            raise ValueError(f"http.host is {self.host!r}, reachable from other machines: set http.token "
-                             "to a secret reference (env:HAMMER_WEB_TOKEN) so only people with the token get in")
+    def _no_shared_token(self) -> HttpSettings:
+        if self.token:
+            raise ValueError("http.token was replaced by web accounts: remove it, and give each person an "
+                             "account (`hammer users add NAME --role member`) and each program an API token "
+                             "(`hammer users token NAME`)")
         return self
 
 
@@ -130,6 +133,9 @@ class CommandSettings(Strict):
     extra: dict[str, dict[str, ExtraParam]] = {}
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 class Settings(Strict):
     gateway: GatewaySettings = GatewaySettings()
     http: HttpSettings = HttpSettings()
@@ -160,6 +166,14 @@ class Settings(Strict):
             return self.gateway.public_url.rstrip("/")
         host = "[::1]" if self.http.host == "::1" else self.http.host
         return f"http://{host}:{self.http.port}"
+
+    @model_validator(mode="after")
+    def _public_url_when_exposed(self) -> Settings:
+        if self.http.host not in LOOPBACK and not self.gateway.public_url:
+            raise ValueError(f"http.host is {self.http.host!r}, reachable from other machines: set "
+                             "gateway.public_url to the address people use (https://hammer.example.com), so "
+                             "hammer can refuse requests made for any other name")
+        return self
 
     def enabled(self, section: Literal["chat", "cloud"]) -> dict[str, dict[str, Any]]:
         table = self.chat if section == "chat" else self.cloud

@@ -1,6 +1,7 @@
 """Persistence: jobs, their state transitions and every sandbox event (SQLite + WAL).
 
-The orchestrator writes here *before* it acts: a transition is recorded, then announced;
+Known secret values are redacted here, on the way in (gateway.logs), so no table ever
+holds one. The orchestrator writes here *before* it acts: a transition is recorded, then announced;
 an event is stored (unique per job and sequence number), then shown. That ordering is
 what lets a restarted gateway resume exactly where the previous one stopped, with no
 event lost or recorded twice.
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from gateway.logs import redact, redact_obj
 
 from gateway.model import (
     TRANSITIONS,
@@ -40,6 +43,13 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL, PRIMARY KEY (job_id, seq));
 CREATE TABLE IF NOT EXISTS transitions (
     job_id TEXT NOT NULL, ts REAL NOT NULL, from_state TEXT, to_state TEXT NOT NULL, reason TEXT);
+-- web accounts and their credentials (gateway/webauth.py); secrets are stored hashed
+CREATE TABLE IF NOT EXISTS web_users (
+    name TEXT PRIMARY KEY, role TEXT NOT NULL, created_at REAL NOT NULL, signed_in_at REAL);
+CREATE TABLE IF NOT EXISTS web_credentials (
+    hash TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, created_at REAL NOT NULL,
+    expires_at REAL, used_at REAL);
+CREATE INDEX IF NOT EXISTS web_credentials_name ON web_credentials(name, kind);
 """
 #: A job row plus its highest stored event (log events do not rewrite the row; see add_event).
 _SELECT_JOBS = "SELECT *, (SELECT MAX(seq) FROM events e WHERE e.job_id = jobs.id) AS max_seq FROM jobs"
@@ -69,15 +79,20 @@ class Store:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
+            async with db.execute("PRAGMA quick_check") as cur:
+                verdict = [r[0] for r in await cur.fetchall()]
+            if verdict != ["ok"]:
+                raise sqlite3.DatabaseError(f"damaged: {'; '.join(verdict[:3])}")
             await db.executescript(_SCHEMA)
             await db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             await db.commit()
         except sqlite3.DatabaseError as exc:
             if db is not None:
                 await db.close()  # its worker thread would keep the process alive
+            what = "is damaged" if "damaged" in str(exc) or "malformed" in str(exc) else "is not a hammer database"
             raise StoreError(
-                f"{self.path} is not a hammer database ({exc}). Move it aside or point "
-                "store.path at another file; hammer will create a fresh one.") from None
+                f"{self.path} {what} ({exc}). Restore it from a backup, or move it aside (or point "
+                "store.path at another file) and hammer will create a fresh one.") from None
         except OSError as exc:
             raise StoreError(f"cannot open {self.path}: {exc.strerror}; check store.path and its permissions") from None
         self._db = db
@@ -100,7 +115,8 @@ class Store:
         job = Job(spec=spec, state=state, created_at=now, updated_at=now)
         await self.db.execute(
             "INSERT INTO jobs (id, state, requester, created_at, updated_at, spec, data) VALUES (?,?,?,?,?,?,?)",
-            (spec.id, state.value, job.requester_key, now, now, spec.to_json(), _data_json(job)))
+            (spec.id, state.value, job.requester_key, now, now, json.dumps(redact_obj(spec.to_dict()), sort_keys=True),
+             _data_json(job)))
         await self.db.execute("INSERT INTO transitions VALUES (?,?,?,?,?)",
                               (spec.id, now, None, state.value, "created"))
         await self.db.commit()
@@ -124,7 +140,7 @@ class Store:
         await self.db.execute("UPDATE jobs SET state=?, updated_at=?, data=? WHERE id=?",
                               (new.value, job.updated_at, _data_json(job), job.id))
         await self.db.execute("INSERT INTO transitions VALUES (?,?,?,?,?)",
-                              (job.id, job.updated_at, old.value, new.value, reason))
+                              (job.id, job.updated_at, old.value, new.value, redact(reason)))
         await self.db.commit()
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -170,7 +186,7 @@ class Store:
         """
         try:
             await self.db.execute("INSERT INTO events VALUES (?,?,?,?,?)",
-                                  (job.id, event.seq, event.ts, event.type, json.dumps(dict(event.data))))
+                                  (job.id, event.seq, event.ts, event.type, json.dumps(redact_obj(dict(event.data)))))
         except sqlite3.IntegrityError:
             return False
         job.last_seq = max(job.last_seq, event.seq)
@@ -196,7 +212,7 @@ def _data_json(job: Job) -> str:
     for name in _MUTABLE:
         value = getattr(job, name)
         out[name] = value.to_dict() if hasattr(value, "to_dict") else value
-    return json.dumps(out)
+    return json.dumps(redact_obj(out))
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,22 @@ async def make_hammer(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[H
             await asyncio.wait_for(h.stop(), 30)
         except Exception:
             pass
+
+
+@pytest.fixture
+async def web_user() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """`await web_user(hammer, "alice", role="member")` -> a signed-in tests.webclient.WebUser."""
+    from tests.webclient import WebUser
+    made: list[WebUser] = []
+
+    async def factory(hammer: Hammer, name: str, role: str = "member") -> WebUser:
+        user = await WebUser.sign_in(hammer, name, role)
+        made.append(user)
+        return user
+
+    yield factory
+    for user in made:
+        await user.close()
 
 
 async def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.02) -> None:

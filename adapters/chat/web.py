@@ -3,18 +3,20 @@
 One shared room served by the gateway's aiohttp server: `/` is a static page (no build
 step), `/ws` a WebSocket that carries commands and clicks in and messages, edits and
 private answers out. A job's messages are threaded under the command that started it.
-The page asks for a display name; on a loopback-only server that is all the identity
-there is (anyone who can open the page is trusted), so bind elsewhere only with
-`http.token` set. Make someone an admin with `policy.admins = ["web:NAME"]`.
+
+Who is typing is the signed-in web account (gateway/webauth.py), never a name the page
+sends: the gateway's middleware has checked the session cookie, the `Host` and the
+`Origin` (and, for uploads, the CSRF token) before a request reaches this adapter. An
+account's role (viewer, member, trainer, admin) is its hammer role.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import itertools
 import json
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -27,9 +29,10 @@ from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.chat.web_history import WebHistory
-from gateway import uploads
+from gateway import safe_copy, uploads
 from gateway.contracts import ChatAdapterBase, InboxItem, Services
 from gateway.hookspecs import RegisterChatAdapter, hookimpl
+from gateway.http import PAGE_CSP, actor_of, identity
 from gateway.model import (
     Actor,
     ChatMessage,
@@ -42,7 +45,7 @@ from gateway.model import (
 
 log = logging.getLogger("hammer.chat.web")
 ROOM = "main"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+PNG = b"\x89PNG\r\n\x1a\n"
 MAX_FRAME = 8 * 1024
 
 
@@ -55,8 +58,12 @@ class WebConfig(BaseModel):
 @dataclass
 class _Client:
     ws: web.WebSocketResponse
-    name: str = ""
+    actor: Actor
     id: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.actor.user_id
 
 
 @dataclass
@@ -169,7 +176,9 @@ class WebChatAdapter(ChatAdapterBase):
 
     async def _index(self, request: web.Request) -> web.Response:
         page = resources.files("adapters.chat").joinpath("static/index.html").read_text(encoding="utf-8")
-        return web.Response(text=page.replace("{{TITLE}}", self.title), content_type="text/html")
+        response = web.Response(text=page.replace("{{TITLE}}", html.escape(self.title)), content_type="text/html")
+        response.headers["Content-Security-Policy"] = PAGE_CSP
+        return response
 
     async def _static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -180,18 +189,24 @@ class WebChatAdapter(ChatAdapterBase):
 
     async def _image(self, request: web.Request) -> web.FileResponse:
         path = self.images.get(request.match_info["image_id"])
-        if path is None or not path.is_file():
+        if path is None or not safe_copy.is_regular_file(path) or path.read_bytes()[:8] != PNG:
             raise web.HTTPNotFound(text="image no longer available")
-        return web.FileResponse(path)
+        return web.FileResponse(path, headers={"Content-Type": "image/png"})
 
     async def _upload(self, request: web.Request) -> web.Response:
-        """A dataset file for `upload:NAME` (multipart field `file`), announced in the room."""
+        """A dataset file for `upload:NAME` (multipart field `file`), the uploader's own,
+        announced in the room under the uploader's account name."""
+        ident = identity(request)
+        if ident is None:
+            raise web.HTTPUnauthorized(text="sign in first")
+        actor = actor_of(ident)
         try:
             reader = await request.multipart()
             part = await reader.next()
-        except (ValueError, AssertionError):
-            part = None
-        if not isinstance(part, BodyPartReader) or part.name != "file" or not part.filename:
+            filename = part.filename if isinstance(part, BodyPartReader) else None
+        except (ValueError, AssertionError, UnicodeDecodeError):
+            part, filename = None, None
+        if not isinstance(part, BodyPartReader) or part.name != "file" or not filename:
             return web.json_response({"ok": False, "error": "send the file as multipart field 'file'"}, status=400)
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -199,18 +214,22 @@ class WebChatAdapter(ChatAdapterBase):
                 yield chunk
 
         try:
-            name, size = await uploads.save_upload(self.uploads_dir, part.filename, chunks())
+            name, size = await uploads.save_upload(uploads.user_dir(self.uploads_dir, actor), filename, chunks())
         except uploads.UploadError as exc:
-            return web.json_response({"ok": False, "error": str(exc)}, status=400)
-        title, text = uploads.announcement(str(request.query.get("name", ""))[:32] or "someone", name, size)
+            return web.json_response({"ok": False, "error": str(exc)}, status=exc.status)
+        title, text = uploads.announcement(actor.user_id, name, size)
         await self.send(Conversation("web", ROOM), OutboundMessage(title=title, text=text, level="success"))
         return web.json_response({"ok": True, "ref": f"upload:{name}", "bytes": size})
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ident = identity(request)
+        if ident is None:  # the gateway's guard already refused it; never serve the room anonymously
+            raise web.HTTPUnauthorized(text="sign in first")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME)
         await ws.prepare(request)
-        client = _Client(ws, id=f"c{next(self._ids)}")
+        client = _Client(ws, actor_of(ident), id=f"c{next(self._ids)}")
         self.clients[client.id] = client
+        await self._send_to(client, {"type": "welcome", "name": client.name, "role": ident.account.role})
         await self._send_to(client, {"type": "history", "title": self.title,
                                      "messages": [r.wire() for r in self.history]})
         try:
@@ -232,22 +251,14 @@ class WebChatAdapter(ChatAdapterBase):
             obj = json.loads(data)
             if not isinstance(obj, dict):
                 raise ValueError
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested JSON is refused like any other garbage
             await self._error(client, "The page sent something hammer could not read; reload it.")
             return
         kind = obj.get("type")
-        if kind == "hello":
-            name = str(obj.get("name", ""))
-            if not _NAME.fullmatch(name):
-                await self._error(client, "Pick a name of letters, digits, '.', '_' or '-' (at most 32).")
-                return
-            client.name = name
-            await self._send_to(client, {"type": "welcome", "name": name})
+        if kind == "hello":  # names come from the sign-in, never from the page
+            await self._send_to(client, {"type": "welcome", "name": client.name})
             return
-        if not client.name:
-            await self._error(client, "Say who you are first (enter a name).")
-            return
-        actor = Actor("web", client.name, client.name)
+        actor = client.actor
         if kind == "command":
             text = str(obj.get("text", ""))[:4000]
             if not text.strip():

@@ -67,26 +67,30 @@ class WebHistory:
         line = json.dumps(entry, ensure_ascii=False) + "\n"
         async with self._lock:
             self._lines += 1
-            compact = self._lines > 4 * self.keep + 100
+            # Compaction writes a snapshot taken here, on the loop: the thread never reads
+            # `records` while `put()` changes it.
+            snapshot = self._snapshot() if self._lines > 4 * self.keep + 100 else None
             try:
-                await asyncio.to_thread(self._write, line, compact)
+                await asyncio.to_thread(self._write, line, snapshot)
             except OSError as exc:
                 log.warning("web chat history not saved (%s); it stays in memory", exc)
-            if compact:
-                self._lines = len(self.records) + len(self.images)
+            if snapshot is not None:
+                self._lines = len(snapshot)
 
-    def _write(self, line: str, compact: bool) -> None:
+    def _snapshot(self) -> list[str]:
+        live = {str(rec.get("msg", {}).get("image", "")) for rec in self.records.values()}
+        lines = [json.dumps({"op": "image", "id": image_id, "path": path}) + "\n"
+                 for image_id, path in self.images.items() if f"/web/images/{image_id}" in live]
+        lines += [json.dumps({"op": "put", "record": rec}, ensure_ascii=False) + "\n" for rec in self.records.values()]
+        return lines
+
+    def _write(self, line: str, snapshot: list[str] | None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not compact:
+        if snapshot is None:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(line)
             return
-        live = {img for rec in self.records.values() for img in [str(rec.get("msg", {}).get("image", ""))]}
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as f:
-            for image_id, path in self.images.items():
-                if f"/web/images/{image_id}" in live:
-                    f.write(json.dumps({"op": "image", "id": image_id, "path": path}) + "\n")
-            for rec in self.records.values():
-                f.write(json.dumps({"op": "put", "record": rec}, ensure_ascii=False) + "\n")
+            f.writelines(snapshot)
         tmp.replace(self.path)

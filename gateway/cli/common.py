@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import aiohttp
 from rich.console import Console
 
-from gateway.config import Settings, resolve_secret
+from gateway.config import Settings
 from gateway.store import Store, StoreError
 
 out = Console(highlight=False, soft_wrap=True)
@@ -24,13 +25,24 @@ def base_url(settings: Settings, url: str | None) -> str:
     return (url or settings.public_url).rstrip("/")
 
 
+def api_token(settings: Settings) -> str:
+    """$HAMMER_API_TOKEN, else the operator's own token the gateway keeps in its data dir
+    (readable only by the account that runs hammer)."""
+    token = os.environ.get("HAMMER_API_TOKEN", "").strip()
+    if token:
+        return token
+    try:
+        return (settings.data_dir / "operator.token").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _headers(settings: Settings) -> dict[str, str]:
-    if settings.http.token:
-        try:
-            return {"Authorization": f"Bearer {resolve_secret(settings.http.token)}"}
-        except ValueError:
-            return {}
-    return {}
+    token = api_token(settings)
+    if not token:
+        raise SystemExit(die("no API token: set HAMMER_API_TOKEN (`hammer users token NAME` makes one), or run "
+                             "this as the account that runs `hammer serve`"))
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def api(settings: Settings, method: str, path: str, url: str | None, body: Any = None) -> tuple[int, Any]:

@@ -14,8 +14,8 @@ from gateway.config import Settings
 from gateway.model import JobState
 
 
-async def run(settings: Settings, text: str, *, user: str, detach: bool, url: str | None) -> int:
-    status, body = await api(settings, "POST", "/api/commands", url, {"text": text, "user": user})
+async def run(settings: Settings, text: str, *, detach: bool, url: str | None) -> int:
+    status, body = await api(settings, "POST", "/api/commands", url, {"text": text})
     if not body.get("ok"):
         e = body.get("error", {})
         return die(f"{e.get('message', status)}\n{e.get('hint', '')}".strip())
@@ -85,7 +85,7 @@ async def logs(settings: Settings, job_id: str, *, follow: bool, as_json: bool) 
 
 
 async def cancel(settings: Settings, job_id: str, *, url: str | None) -> int:
-    status, body = await api(settings, "POST", f"/api/jobs/{job_id}/cancel", url, {"user": "cli"})
+    status, body = await api(settings, "POST", f"/api/jobs/{job_id}/cancel", url)
     if not body.get("ok"):
         e = body.get("error", {})
         return die(f"{e.get('message', status)} {e.get('hint', '')}".strip())

@@ -4,6 +4,7 @@
     hammer plan [--json] TEXT    show what a chat command would do, without doing it
     hammer run TEXT              run a command through the running gateway and follow its job
     hammer jobs / logs / cancel  look at and stop jobs
+    hammer users add|list|...    web accounts, sign-in links and API tokens
     hammer config check FILE     validate a config file, reporting every problem
     hammer config show [FILE]    the merged config (FILE over the defaults), with each value's source
     hammer doctor                check the whole setup and say how to fix what is wrong
@@ -29,6 +30,7 @@ from gateway.cli import image as image_cli
 from gateway.cli import jobs as jobs_cli
 from gateway.cli import plan as plan_cli
 from gateway.cli import serve as serve_cli
+from gateway.cli import users as users_cli
 from gateway.config import ConfigError, Settings, load_settings
 
 EPILOG = "Config: --config FILE or $HAMMER_CONFIG; without one hammer uses its embedded defaults " \
@@ -66,7 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
                        "job it starts until it ends.", epilog='Example: hammer run ".finetune demo-lora demo"')
     _config_arg(p)
     p.add_argument("text", help="the chat command, quoted")
-    p.add_argument("--user", default="cli", help="who runs it (for quotas and the audit log; default cli)")
     p.add_argument("--detach", action="store_true", help="print the job id and return at once")
     p.add_argument("--url", help="gateway URL (default: from the config)")
 
@@ -86,6 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("job", help="job id")
     p.add_argument("--url", help="gateway URL (default: from the config)")
+
+    p = sub.add_parser("users", help="web accounts: add, list, remove, reset, API tokens",
+                       description="Web accounts. `add` and `reset` print a one-time sign-in link; `token` prints "
+                       "an API token for programs (shown once). Works while the gateway runs.", epilog=EPILOG)
+    _config_arg(p)
+    usub = p.add_subparsers(dest="users_cmd", metavar="ACTION")
+    pa = usub.add_parser("add", help="make an account and print its sign-in link")
+    pa.add_argument("name", help="account name: lowercase letters, digits, '.', '_', '-'")
+    pa.add_argument("--role", default="member", choices=("viewer", "member", "trainer", "admin"),
+                    help="what the account may do (default member)")
+    usub.add_parser("list", help="list the accounts")
+    for action, text in (("remove", "delete an account and end its sessions and tokens"),
+                         ("reset", "end its sessions and tokens; print a new sign-in link"),
+                         ("token", "print a new API token for the account (for `hammer run`, scripts)")):
+        usub.add_parser(action, help=text).add_argument("name")
 
     p = sub.add_parser("config", help="configuration tools", description="Configuration tools.")
     csub = p.add_subparsers(dest="config_cmd", metavar="ACTION")
@@ -184,7 +200,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if cmd == "plan":
         return asyncio.run(plan_cli.plan(settings, args.text, as_json=args.json, user=args.user))
     if cmd == "run":
-        return asyncio.run(jobs_cli.run(settings, args.text, user=args.user, detach=args.detach, url=args.url))
+        return asyncio.run(jobs_cli.run(settings, args.text, detach=args.detach, url=args.url))
     if cmd == "jobs":
         return asyncio.run(jobs_cli.jobs(settings, args.limit, as_json=args.json))
     if cmd == "logs":
@@ -193,6 +209,11 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return asyncio.run(jobs_cli.cancel(settings, args.job, url=args.url))
     if cmd == "doctor":
         return asyncio.run(doctor_cli.doctor(settings))
+    if cmd == "users":
+        if args.users_cmd is None:
+            parser.parse_args(["users", "--help"])
+        return asyncio.run(users_cli.users(settings, args.users_cmd, getattr(args, "name", None),
+                                           getattr(args, "role", "member")))
     parser.print_help()
     return 2
 

@@ -23,6 +23,10 @@ def serve(settings: Settings) -> int:
             err.print(f"hammer: {exc}", markup=False)
             await hammer.stop()
             return 2
+        except Exception as exc:  # anything else at start-up: say so and exit, never hang half-started
+            err.print(f"hammer: could not start: {type(exc).__name__}: {exc}", markup=False)
+            await hammer.stop()
+            return 2
         except OSError as exc:
             err.print(f"hammer: cannot listen on {settings.http.host}:{settings.http.port} ({exc.strerror}); "
                       "stop the other program or set http.port", markup=False)
@@ -33,6 +37,9 @@ def serve(settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         err.print(f"hammer is running: open {hammer.services.public_url}/ (Ctrl-C to stop)", markup=False)
+        if hammer.sign_in:
+            err.print(f"sign in as admin (once; `hammer users reset admin` makes a new link): {hammer.sign_in}",
+                      markup=False)
         for where, what in hammer.problems.items:
             err.print(f"  problem: {where}: {what}", markup=False)
         await stop.wait()

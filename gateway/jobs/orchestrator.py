@@ -222,6 +222,8 @@ class Orchestrator:
     async def _record(self, job: Job, event: SandboxEvent) -> None:
         if event.seq <= job.last_seq:
             return
+        # Redacted at ingestion: the job's view, the chat, the store and plugins see no secret.
+        event = dataclasses.replace(event, data=logs.redact_obj(dict(event.data)))
         _apply(job, event)
         if not await self.store.add_event(job, event, view_changed=event.type != "log"):
             return
@@ -262,7 +264,7 @@ class Orchestrator:
         await self._end(job, JobState.SUCCEEDED, "runner reported success")
 
     async def _fail(self, job: Job, kind: ErrorKind, message: str, hint: str) -> None:
-        job.error = {"kind": kind.value, "message": message, "hint": hint}
+        job.error = {"kind": kind.value, "message": logs.redact(message), "hint": logs.redact(hint)}
         await self._end(job, JobState.FAILED, message)
 
     async def time_out(self, job: Job, message: str, hint: str, *, kind: ErrorKind = ErrorKind.TIMEOUT,

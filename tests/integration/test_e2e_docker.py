@@ -57,11 +57,12 @@ def containers(job_id: str) -> list[str]:
     return out.split()
 
 
-async def test_finetune_demo_through_the_web_chat(make_hammer, cache_dir: Path, tmp_path: Path) -> None:
+async def test_finetune_demo_through_the_web_chat(make_hammer, web_user, cache_dir: Path, tmp_path: Path) -> None:
     hammer = await make_hammer(docker_toml(cache_dir), cloud="docker")
     url = hammer.services.public_url
-    async with aiohttp.ClientSession() as session:
-        page = await open_page(session, url, "alice")
+    page = await open_page(web_user, hammer, "alice")
+    session = page.user.session
+    if True:
         await page.send(type="command", text=".finetune demo-lora demo epochs=2")
         await wait_for(lambda: any(m["msg"].get("title", "").startswith("Job ") and m["msg"]["level"] in
                                    ("success", "error") and "Result" in fields(m) for m in page.bot_messages()),
@@ -197,8 +198,10 @@ async def test_killing_the_gateway_during_training_loses_and_doubles_nothing(cac
     try:
         async with aiohttp.ClientSession() as session:
             await wait_for(lambda: _up(session, url), timeout=60, interval=0.2)
+            token = (tmp_path / "data" / "operator.token").read_text().strip()  # the operator's own API token
+            session.headers["Authorization"] = f"Bearer {token}"
             body = await _api(session, "POST", url + "/api/commands",
-                              json={"text": ".finetune demo-lora demo epochs=12", "user": "alice"})
+                              json={"text": ".finetune demo-lora demo epochs=12"})
             assert body["ok"], body
             job_id = body["job"]["id"]
 

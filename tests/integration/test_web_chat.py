@@ -3,7 +3,6 @@ page's WebSocket, replies, live progress edits, buttons, and a headless browser.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from typing import Any
 
@@ -11,35 +10,14 @@ import aiohttp
 import pytest
 
 from tests.conftest import wait_for
+from tests.webclient import Page
 
 
-class Page:
-    """What the browser page does, over the same WebSocket protocol."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.frames: list[dict[str, Any]] = []
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                self.frames.append(msg.json())
-
-    async def send(self, **obj: Any) -> None:
-        await self.ws.send_json(obj)
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f["type"] == kind]
-
-    def bot_messages(self) -> list[dict[str, Any]]:
-        return [f["message"] for f in self.frames if f["type"] in ("message", "edit") and f["message"]["kind"] == "bot"]
-
-
-async def open_page(session: aiohttp.ClientSession, url: str, name: str) -> Page:
-    page = Page(await session.ws_connect(url + "/ws"))
-    await page.send(type="hello", name=name)
-    await wait_for(lambda: page.of("welcome"), 5)
+async def open_page(web_user: Any, hammer: Any, name: str, role: str = "member") -> Page:
+    """Sign `name` in (an account made for the test) and open the chat page as them."""
+    user = await web_user(hammer, name, role)
+    page = await user.page()
+    page.user = user  # type: ignore[attr-defined]
     return page
 
 
@@ -47,14 +25,15 @@ def fields(message: dict[str, Any]) -> dict[str, str]:
     return dict(message["msg"]["fields"])
 
 
-async def test_command_reply_and_live_progress_over_the_websocket(make_hammer) -> None:
+async def test_command_reply_and_live_progress_over_the_websocket(make_hammer, web_user) -> None:
     hammer = await make_hammer("[cloud.fake]\nsteps = 20\ninterval = 0.05\n")
     url = hammer.services.public_url
-    async with aiohttp.ClientSession() as session:
+    alice = await open_page(web_user, hammer, "alice")
+    watcher = await open_page(web_user, hammer, "bob")  # someone else in the room sees it too
+    session = alice.user.session
+    if True:
         async with session.get(url + "/") as resp:
             assert resp.status == 200 and "app.js" in await resp.text()
-        alice = await open_page(session, url, "alice")
-        watcher = await open_page(session, url, "bob")  # someone else in the room sees it too
         await alice.send(type="command", text=".fakejob")
         await wait_for(lambda: any(m["msg"].get("title", "").endswith("finished") for m in alice.bot_messages()), 20)
 
@@ -78,12 +57,11 @@ async def test_command_reply_and_live_progress_over_the_websocket(make_hammer) -
         assert any(m["id"] == progress_id for m in watcher.bot_messages())
 
 
-async def test_cancel_button_works_for_the_requester_only(make_hammer) -> None:
+async def test_cancel_button_only_works_for_the_requester(make_hammer, web_user) -> None:
     hammer = await make_hammer("[cloud.fake]\nsteps = 400\ninterval = 0.05\n")
-    url = hammer.services.public_url
-    async with aiohttp.ClientSession() as session:
-        alice = await open_page(session, url, "alice")
-        mallory = await open_page(session, url, "mallory")
+    if True:
+        alice = await open_page(web_user, hammer, "alice")
+        mallory = await open_page(web_user, hammer, "mallory")
         await alice.send(type="command", text=".fakejob")
         await wait_for(lambda: any(m["msg"]["buttons"] for m in alice.bot_messages()), 10)
         progress = next(m for m in alice.bot_messages() if m["msg"]["buttons"])
@@ -100,13 +78,12 @@ async def test_cancel_button_works_for_the_requester_only(make_hammer) -> None:
         assert job.state.value == "cancelled"
 
 
-async def test_an_expensive_job_waits_until_an_admin_clicks_approve(make_hammer) -> None:
+async def test_an_expensive_job_waits_until_an_admin_clicks_approve(make_hammer, web_user) -> None:
     from tests.unit.test_core_remote import GPU_CATALOG
-    hammer = await make_hammer(GPU_CATALOG + '[policy]\nrequire_approval_over_usd = 0.01\nadmins = ["web:boss"]\n')
-    url = hammer.services.public_url
-    async with aiohttp.ClientSession() as session:
-        alice = await open_page(session, url, "alice")
-        boss = await open_page(session, url, "boss")
+    hammer = await make_hammer(GPU_CATALOG + "[policy]\nrequire_approval_over_usd = 0.01\n")
+    if True:
+        alice = await open_page(web_user, hammer, "alice")
+        boss = await open_page(web_user, hammer, "boss", role="admin")
         await alice.send(type="command", text=".finetune qwen-7b-lora alpaca-zh#1000")
         await wait_for(lambda: any(m["msg"]["buttons"] for m in alice.bot_messages()), 10)
         card = next(m for m in alice.bot_messages() if m["msg"]["buttons"])
@@ -123,10 +100,10 @@ async def test_an_expensive_job_waits_until_an_admin_clicks_approve(make_hammer)
         assert (await hammer.store.get_job(job_id)).state.value == "succeeded"
 
 
-async def test_malformed_command_gets_error_and_usage(make_hammer) -> None:
+async def test_malformed_command_gets_error_and_usage(make_hammer, web_user) -> None:
     hammer = await make_hammer()
-    async with aiohttp.ClientSession() as session:
-        page = await open_page(session, hammer.services.public_url, "alice")
+    if True:
+        page = await open_page(web_user, hammer, "alice")
         await page.send(type="command", text=".fakejob mode=sideways")
         await wait_for(lambda: page.bot_messages(), 5)
         msg = page.bot_messages()[0]["msg"]
@@ -136,30 +113,6 @@ async def test_malformed_command_gets_error_and_usage(make_hammer) -> None:
         assert ".finetune MODEL DATASET" in page.bot_messages()[1]["msg"]["text"]
         await page.ws.send_str("not json")
         await wait_for(lambda: page.of("ephemeral"), 5)
-
-
-async def test_token_protects_the_web_chat(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setenv("HAMMER_WEB_TOKEN_TEST", "web-token-123456")
-    from gateway.app import Hammer
-    from gateway.config import parse_settings
-    from tests.conftest import hammer_toml
-    text = hammer_toml(tmp_path / "data")
-    text = text.replace('port = 0\n', 'port = 0\ntoken = "env:HAMMER_WEB_TOKEN_TEST"\n')
-    h = Hammer(parse_settings(text))
-    await h.start()
-    try:
-        url = h.services.public_url
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-            async with session.get(url + "/") as resp:
-                assert resp.status == 401 and "token" in await resp.text()
-            async with session.get(url + "/healthz") as resp:
-                assert resp.status == 200
-            async with session.get(url + "/?token=web-token-123456") as resp:
-                assert resp.status == 200
-            async with session.ws_connect(url + "/ws") as ws:  # the cookie from the first visit
-                assert (await ws.receive_json(timeout=5))["type"] == "history"
-    finally:
-        await h.stop()
 
 
 def _chromium() -> str | None:
@@ -178,9 +131,10 @@ async def test_a_person_in_a_browser_runs_a_job_and_watches_it(make_hammer, tmp_
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         try:
             page = await browser.new_page()
-            await page.goto(hammer.services.public_url + "/")
-            await page.fill("#name", "alice")
-            await page.click("#name-form button")
+            invite = await hammer.accounts.add("alice", "member")
+            await page.goto(hammer.services.public_url + "/login?token=" + invite)
+            await page.click("form button")  # "Sign in": the one-time link becomes a session cookie
+            await page.wait_for_selector("#composer:not([hidden])", timeout=10_000)
             await page.fill("#text", ".fakejob")
             await page.press("#text", "Enter")
             await page.wait_for_selector("text=Job", timeout=10_000)
@@ -192,24 +146,24 @@ async def test_a_person_in_a_browser_runs_a_job_and_watches_it(make_hammer, tmp_
             await browser.close()
 
 
-async def test_uploading_a_dataset_makes_it_usable_as_upload_ref(make_hammer) -> None:
+async def test_uploading_a_dataset_makes_it_usable_as_upload_ref(make_hammer, web_user) -> None:
     hammer = await make_hammer()
     url = hammer.services.public_url
     rows = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
-    async with aiohttp.ClientSession() as session:
-        page = await open_page(session, url, "alice")
-        form = aiohttp.FormData()
-        form.add_field("file", rows * 3, filename="faq.jsonl", content_type="application/jsonl")
-        async with session.post(url + "/web/upload?name=alice", data=form) as resp:
-            assert resp.status == 200 and (await resp.json())["ref"] == "upload:faq.jsonl"
-        await wait_for(lambda: any("faq.jsonl" in m["msg"]["title"] for m in page.bot_messages()), 5)
-        assert (hammer.data_dir / "uploads" / "faq.jsonl").read_bytes() == rows * 3
-        planned = await hammer.planner.plan(hammer.commands.parse(".finetune demo-lora upload:faq.jsonl", *_who()))
-        assert any(m.target.startswith("/data/") for m in planned.spec.mounts)
-        bad = aiohttp.FormData()
-        bad.add_field("file", b"x", filename="../../evil.sh")
-        async with session.post(url + "/web/upload", data=bad) as resp:
-            assert resp.status == 400 and "jsonl" in (await resp.json())["error"]
+    page = await open_page(web_user, hammer, "alice")
+    user = page.user
+    form = aiohttp.FormData()
+    form.add_field("file", rows * 3, filename="faq.jsonl", content_type="application/jsonl")
+    async with user.session.post(url + "/web/upload", data=form, headers=user.headers()) as resp:
+        assert resp.status == 200 and (await resp.json())["ref"] == "upload:faq.jsonl"
+    await wait_for(lambda: any("faq.jsonl" in m["msg"]["title"] for m in page.bot_messages()), 5)
+    assert (hammer.data_dir / "uploads" / "web-alice" / "faq.jsonl").read_bytes() == rows * 3
+    planned = await hammer.planner.plan(hammer.commands.parse(".finetune demo-lora upload:faq.jsonl", *_who()))
+    assert any(m.target.startswith("/data/") for m in planned.spec.mounts)
+    bad = aiohttp.FormData()
+    bad.add_field("file", b"x", filename="../../evil.sh")
+    async with user.session.post(url + "/web/upload", data=bad, headers=user.headers()) as resp:
+        assert resp.status == 400 and "jsonl" in (await resp.json())["error"]
 
 
 def _who() -> tuple[Any, Any]:
@@ -217,34 +171,31 @@ def _who() -> tuple[Any, Any]:
     return Actor("web", "alice"), Conversation("web", "main")
 
 
-async def test_the_room_and_its_progress_message_survive_a_gateway_restart(make_hammer, tmp_path) -> None:
+async def test_the_room_and_its_progress_message_survive_a_gateway_restart(make_hammer, web_user, tmp_path) -> None:
     data = tmp_path / "shared"
     slow = "[cloud.fake]\nsteps = 40\ninterval = 0.05\n"
     first = await make_hammer(slow, data_dir=data)
-    async with aiohttp.ClientSession() as session:
-        page = await open_page(session, first.services.public_url, "alice")
-        await page.send(type="command", text=".fakejob")
-        await wait_for(lambda: any("Step" in fields(m) for m in page.bot_messages()), 10)
-        progress_id = page.bot_messages()[0]["id"]
-        await page.ws.close()
+    page = await open_page(web_user, first, "alice")
+    await page.send(type="command", text=".fakejob")
+    await wait_for(lambda: any("Step" in fields(m) for m in page.bot_messages()), 10)
+    progress_id = page.bot_messages()[0]["id"]
+    await page.ws.close()
     await first.stop()
 
     second = await make_hammer(slow, data_dir=data)
-    async with aiohttp.ClientSession() as session:
-        page = await open_page(session, second.services.public_url, "alice")
-        history = page.of("history")[0]["messages"]
-        assert [m["kind"] for m in history][:2] == ["user", "bot"] and history[1]["id"] == progress_id
-        await wait_for(lambda: any(m["msg"].get("title", "").endswith("finished") for m in page.bot_messages()), 20)
-        finals = [f["message"] for f in page.of("edit") if f["message"]["id"] == progress_id]
-        assert finals and fields(finals[-1])["Phase"] == "succeeded"  # edited in place, not re-posted
-        created = [f["message"]["id"] for f in page.of("message")]
-        assert progress_id not in created and len(created) == 1  # only the report is new
+    page = await open_page(web_user, second, "alice")
+    history = page.of("history")[0]["messages"]
+    assert [m["kind"] for m in history][:2] == ["user", "bot"] and history[1]["id"] == progress_id
+    await wait_for(lambda: any(m["msg"].get("title", "").endswith("finished") for m in page.bot_messages()), 20)
+    finals = [f["message"] for f in page.of("edit") if f["message"]["id"] == progress_id]
+    assert finals and fields(finals[-1])["Phase"] == "succeeded"  # edited in place, not re-posted
+    created = [f["message"]["id"] for f in page.of("message")]
+    assert progress_id not in created and len(created) == 1  # only the report is new
     await second.stop()
 
     third = await make_hammer(slow, data_dir=data)  # a later visitor sees it all, images included
-    async with aiohttp.ClientSession() as session:
-        page = await open_page(session, third.services.public_url, "bob")
-        history = page.of("history")[0]["messages"]
-        report = next(m for m in history if m["msg"].get("title", "").endswith("finished"))
-        async with session.get(third.services.public_url + report["msg"]["image"]) as resp:
-            assert resp.status == 200
+    page = await open_page(web_user, third, "bob")
+    history = page.of("history")[0]["messages"]
+    report = next(m for m in history if m["msg"].get("title", "").endswith("finished"))
+    async with page.user.session.get(third.services.public_url + report["msg"]["image"]) as resp:
+        assert resp.status == 200

@@ -54,16 +54,21 @@ def test_adapter_sections_are_validated_by_the_adapters_own_model(tmp_path: Path
 
 
 def test_literal_secrets_are_refused() -> None:
+    from gateway.app import adapter_validators
+    from gateway.plugins import load_plugins
     with pytest.raises(ConfigError) as err:
-        parse_settings('[http]\nhost = "0.0.0.0"\ntoken = "hunter2-literal"\n')
-    assert "http.token" in err.value.render() and "env:NAME" in err.value.render()
+        parse_settings('[chat.slack]\nbot_token = "xoxb-hunter2-literal"\n', "t", adapter_validators(load_plugins()))
+    assert "chat.slack.bot_token" in err.value.render() and "env:NAME" in err.value.render()
 
 
-def test_binding_beyond_loopback_needs_a_token() -> None:
+def test_binding_beyond_loopback_needs_the_public_url_and_no_shared_token() -> None:
     with pytest.raises(ConfigError) as err:
         parse_settings('[http]\nhost = "0.0.0.0"\n')
-    assert "http.token" in err.value.render()
-    parse_settings('[http]\nhost = "0.0.0.0"\ntoken = "env:HAMMER_WEB_TOKEN"\n')
+    assert "gateway.public_url" in err.value.render()
+    parse_settings('[gateway]\npublic_url = "https://hammer.example.com"\n[http]\nhost = "0.0.0.0"\n')
+    with pytest.raises(ConfigError) as err:
+        parse_settings('[http]\ntoken = "env:HAMMER_WEB_TOKEN"\n')
+    assert "hammer users add" in err.value.render()  # the shared token is gone: accounts instead
 
 
 def test_not_toml_and_unreadable_files_are_explained(tmp_path: Path) -> None:

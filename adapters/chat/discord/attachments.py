@@ -24,7 +24,7 @@ import discord
 
 from adapters.chat.discord.render import render
 from gateway import uploads
-from gateway.model import OutboundMessage
+from gateway.model import Actor, OutboundMessage
 
 log = logging.getLogger("hammer.discord")
 
@@ -53,9 +53,10 @@ class Attachments:
         """One after the other; every attachment gets its own answer. Never raises for
         a bad file or a failed answer: the message's command must still go through."""
         who = message.author.display_name
+        folder = uploads.user_dir(self.uploads_dir, Actor("discord", str(message.author.id)))
         for attachment in files:
             try:
-                name, size = await self.save(attachment)
+                name, size = await self.save(attachment, folder)
             except uploads.UploadError as exc:
                 log.info("Discord: attachment %r from %s not saved: %s", attachment.filename[:100],
                          message.author.id, exc)
@@ -66,7 +67,7 @@ class Attachments:
                 answer = OutboundMessage(title=title, text=text, level="success")
             await self._answer(message, answer)
 
-    async def save(self, attachment: discord.Attachment) -> tuple[str, int]:
+    async def save(self, attachment: discord.Attachment, folder: Path) -> tuple[str, int]:
         """Name, then declared size, then download and store; UploadError says what is wrong.
         A name with a folder in it (`../x.jsonl`) is refused rather than cut down to its last
         part: Discord never sends one, so it is not a file someone simply attached."""
@@ -88,7 +89,7 @@ class Attachments:
             yield data
 
         try:
-            return await uploads.save_upload(self.uploads_dir, attachment.filename, chunks())
+            return await uploads.save_upload(folder, attachment.filename, chunks())
         except OSError as exc:  # writing: the gateway's disk, not the user's file
             log.error("Discord: storing upload %s in %s failed: %s", name, self.uploads_dir, exc)
             raise uploads.UploadError(f"hammer could not store {name} ({exc.strerror or exc}); "

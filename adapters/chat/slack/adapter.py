@@ -51,7 +51,7 @@ from gateway.model import (
     OutboundMessage,
     RateLimits,
 )
-from gateway.uploads import UploadError, announcement
+from gateway.uploads import UploadError, announcement, user_dir
 
 log = logging.getLogger("hammer.slack")
 PLATFORM = "slack"
@@ -217,7 +217,7 @@ class SlackAdapter(ChatAdapterBase):
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
         saver = SlackFiles(api_url=self.cfg.api_url, token=self._bot_token, session=self._session,
-                           uploads_dir=self.services.data_dir / "uploads")
+                           uploads_dir=user_dir(self.services.data_dir / "uploads", message.actor))
         who = message.actor.display_name or message.actor.user_id
         for file in files:
             filename = str(file.get("name") or "")

@@ -1,11 +1,11 @@
-// hammer web chat: plain JavaScript, no build step. Talks to /ws.
+// hammer web chat: plain JavaScript, no build step. Talks to /ws as the signed-in account.
 "use strict";
 const log = document.getElementById("log");
 const statusEl = document.getElementById("status");
-const nameForm = document.getElementById("name-form");
+const signedOut = document.getElementById("signed-out");
 const composer = document.getElementById("composer");
 const nodes = new Map();   // message id -> element
-let ws = null, myName = localStorage.getItem("hammer-name") || "", retry = 0;
+let ws = null, csrf = "", retry = 0;
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -80,25 +80,29 @@ function place(m) {
 
 function send(obj) { if (ws && ws.readyState === 1) ws.send(JSON.stringify(obj)); }
 
+async function start() {
+  const resp = await fetch("/web/session", {credentials: "same-origin"}).catch(() => null);
+  if (!resp || resp.status === 401) { statusEl.textContent = "signed out"; signedOut.hidden = false; return; }
+  const me = await resp.json();
+  csrf = me.csrf;
+  document.getElementById("who").textContent = me.name + " (" + me.role + ")";
+  connect();
+}
+
 function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  ws = new WebSocket(proto + "//" + location.host + "/ws" + location.search);
-  ws.onopen = () => { retry = 0; statusEl.textContent = "connected"; if (myName) send({type: "hello", name: myName}); else nameForm.hidden = false; };
+  ws = new WebSocket(proto + "//" + location.host + "/ws");
+  ws.onopen = () => { retry = 0; statusEl.textContent = "connected"; };
   ws.onclose = () => { statusEl.textContent = "disconnected, retrying…"; setTimeout(connect, Math.min(10000, 500 * 2 ** retry++)); };
   ws.onmessage = (ev) => {
     const data = JSON.parse(ev.data);
     if (data.type === "history") { log.textContent = ""; nodes.clear(); data.messages.forEach(place); }
     else if (data.type === "message" || data.type === "edit") place(data.message);
     else if (data.type === "ephemeral") place(data.message);
-    else if (data.type === "welcome") {
-      myName = data.name; localStorage.setItem("hammer-name", myName);
-      document.getElementById("who").textContent = myName;
-      nameForm.hidden = true; composer.hidden = false; document.getElementById("text").focus();
-    }
+    else if (data.type === "welcome") { composer.hidden = false; document.getElementById("text").focus(); }
   };
 }
 
-nameForm.onsubmit = (e) => { e.preventDefault(); myName = document.getElementById("name").value.trim(); send({type: "hello", name: myName}); };
 composer.onsubmit = (e) => {
   e.preventDefault();
   const input = document.getElementById("text");
@@ -110,10 +114,11 @@ document.getElementById("file").onchange = async (e) => {
   if (!file) return;
   const body = new FormData();
   body.append("file", file);
-  const resp = await fetch("/web/upload?name=" + encodeURIComponent(myName), {method: "POST", body});
+  const resp = await fetch("/web/upload", {method: "POST", body, credentials: "same-origin",
+                                          headers: {"X-CSRF-Token": csrf}});
   const data = await resp.json().catch(() => ({ok: false, error: "upload failed"}));
   if (!data.ok) place({id: "u" + Date.now(), kind: "bot", author: "hammer", ts: Date.now() / 1000, ephemeral: true,
                        msg: {title: data.error, level: "error"}});
   e.target.value = "";
 };
-connect();
+start();
