@@ -174,7 +174,8 @@ class Hammer:
         self.planner = Planner(settings, self.commands, self.clouds, self.store, self.plugins, self.uploads)
         self.dispatch = Dispatcher(settings=settings, commands=self.commands, store=self.store, planner=self.planner,
                                    orchestrator=self.orchestrator, chat=self.chat, audit=self.audit,
-                                   artifacts=None, uploads=self.uploads)
+                                   artifacts=None, uploads=self.uploads, accounts=self.accounts,
+                                   public_url=lambda: self.services.public_url)
         self._built = False
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -235,10 +235,16 @@ class Services:
     open_paths: set[str] = field(default_factory=set)
 
     def add_route(self, method: str, path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                  *, signed: bool = False) -> None:
+                  *, signed: bool = False, prefix: str = "") -> None:
+        """`signed=True`: the handler checks its own credentials (a webhook signature, a signed
+        link), so the gateway's sign-in check lets the request through; `prefix` does the same
+        for every path under it (a route with a path parameter)."""
         self.http.router.add_route(method, path, handler)
         if signed:
-            self.open_paths.add(path)
+            self.open_paths.add(prefix or path)
+
+    def is_open(self, path: str) -> bool:
+        return path in self.open_paths or any(p.endswith("/") and path.startswith(p) for p in self.open_paths)
 
 
 class Factory(Protocol):
@@ -343,3 +349,6 @@ class GatewayAPI(Protocol):
 
     def uploads(self, actor: Actor) -> Sequence[str]:
         """The names this actor can use as `upload:NAME`."""
+
+    async def invite(self, actor: Actor, name: str, role: str) -> str:
+        """An admin makes a web account; returns its one-time sign-in link."""

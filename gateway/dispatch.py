@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from gateway import messages, policy
 from gateway.commands import CommandError, CommandTable
@@ -27,6 +27,7 @@ from gateway.logs import AuditLog
 from gateway.model import Actor, ChatMessage, Command, Conversation, Interaction, Job, JobState, OutboundMessage
 from gateway.store import Store
 from gateway.uploads import UploadSpace
+from gateway.webauth import AccountError, Accounts, sign_in_link
 
 log = logging.getLogger("hammer.dispatch")
 
@@ -37,10 +38,12 @@ CLICK_VERBS = {"cancel": "cancel", "approve": "approve", "deny": "deny"}
 class Dispatcher:
     def __init__(self, *, settings: Settings, commands: CommandTable, store: Store, planner: Planner,
                  orchestrator: Orchestrator, chat: Mapping[str, ChatAdapter], audit: AuditLog,
-                 artifacts: ArtifactStore | None, uploads: UploadSpace) -> None:
+                 artifacts: ArtifactStore | None, uploads: UploadSpace, accounts: Accounts,
+                 public_url: Callable[[], str]) -> None:
         self._settings, self._commands, self._store = settings, commands, store
         self.planner, self.orchestrator, self.chat, self.audit = planner, orchestrator, chat, audit
         self.artifacts, self.upload_space = artifacts, uploads
+        self.accounts, self.public_url = accounts, public_url
         self._launch_locks: dict[str, asyncio.Lock] = {}
 
     # -- GatewayAPI -------------------------------------------------------------------------------
@@ -110,6 +113,16 @@ class Dispatcher:
 
     def uploads(self, actor: Actor) -> Sequence[str]:
         return self.upload_space.names(actor)
+
+    async def invite(self, actor: Actor, name: str, role: str) -> str:
+        if not self.permissions(actor).admin:
+            raise CommandError("denied", "Only a hammer admin can invite people.", "Ask an admin.")
+        try:
+            token = await self.accounts.add(name, role)
+        except AccountError as exc:
+            raise CommandError("bad_account", str(exc), "See `hammer users list`.") from None
+        self.audit.record("invite", actor=actor.key, name=name, role=role)
+        return sign_in_link(self.public_url(), token)
 
     # -- commands ---------------------------------------------------------------------------------
     async def execute(self, text: str, actor: Actor, conversation: Conversation, *,

@@ -112,8 +112,8 @@ def build_app(hammer: Gateway) -> web.Application:
         host = request.headers.get("Host", "").lower()
         if host not in hosts and request.path != "/healthz":
             raise web.HTTPMisdirectedRequest(text=f"this gateway answers only as {hammer.services.public_url}")
-        signed = request.path in hammer.services.open_paths  # webhooks check their own signatures
-        ident = None if signed else await _identify(hammer, request)
+        signed = hammer.services.is_open(request.path)  # webhooks and signed links check themselves
+        ident = await _identify(hammer, request)
         if ident is not None:
             request[IDENTITY] = ident
         if signed or request.path in OPEN_PATHS or request.path.startswith("/login"):

@@ -208,6 +208,7 @@ class OutboundMessage(Serializable):
     buttons: tuple[Button, ...] = ()
     level: str = "info"  # info | success | warning | error
     footer: str = ""
+    private: bool = False  # only the person who asked may see it (adapters that cannot: never sent)
 
     def plain_text(self) -> str:
         """A text-only rendering (logs, platforms without rich messages, fallbacks)."""

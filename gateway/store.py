@@ -19,7 +19,6 @@ from typing import Any
 import aiosqlite
 
 from gateway.logs import redact, redact_obj
-
 from gateway.model import (
     TRANSITIONS,
     Job,

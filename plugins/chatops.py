@@ -133,8 +133,23 @@ async def _estimate(cmd: Command, api: GatewayAPI) -> OutboundMessage:
                                level="info" if plan.fits else "warning")
 
 
+async def _invite(cmd: Command, api: GatewayAPI) -> OutboundMessage:
+    if cmd.conversation.platform != "web":
+        raise CommandError("not_here", "A sign-in link is shown only to the admin who asks, which this chat "
+                           "cannot do.", "Use .invite in hammer's web chat, or `hammer users add NAME` on the "
+                           "gateway's machine.")
+    link = await api.invite(cmd.actor, cmd.args["name"], cmd.args.get("role", "member"))
+    return OutboundMessage(title=f"Sign-in link for {cmd.args['name']} (only you see this)",
+                           text=f"Send it to them; it works once: {link}", level="success", private=True)
+
+
 @hookimpl
 def hammer_commands(register: RegisterCommand) -> None:
+    register(CommandSpec("invite", (Param("name", "text", "the new account's name", required=True, positional=True),
+                                    Param("role", "enum", "what they may do", choices=("viewer", "member", "trainer",
+                                                                                       "admin"), default="member")),
+                         help="admins: make a web account and get its one-time sign-in link", handle=_invite,
+                         group="admin", examples=(".invite carol role=trainer",)))
     register(CommandSpec(
         "estimate", (Param("model", "model", "preset (qwen-7b, llama3-70b...) or hub id", required=True,
                            positional=True),

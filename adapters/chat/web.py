@@ -121,6 +121,14 @@ class WebChatAdapter(ChatAdapterBase):
     async def reply(self, message: ChatMessage, msg: OutboundMessage) -> MessageRef:
         thread = message.conversation.thread or message.message_id or None
         conv = message.conversation.in_thread(thread)
+        if msg.private:  # to the asking page only, never into the room or its history
+            client = self.clients.get(message.reply_handle or "")
+            ident = f"e{next(self._ids)}"
+            if client is not None:
+                await self._send_to(client, {"type": "ephemeral", "message": {
+                    "id": ident, "thread": thread, "author": "hammer", "kind": "bot", "ts": time.time(),
+                    "msg": self._render(msg), "ephemeral": True}})
+            return MessageRef("web", conv, ident)
         return await self.send(conv, msg)
 
     async def edit(self, ref: MessageRef, msg: OutboundMessage) -> None:

@@ -2,7 +2,9 @@
 
 Artifacts and job log archives are copied under `artifacts.path` (default
 `<data_dir>/artifacts`) and served by the gateway's own HTTP server at
-`/artifacts/<key>`; a directory (a LoRA adapter) is shown as a file listing.
+`/artifacts/<key>`, to signed-in web users and to anyone holding a signed link that has
+not expired (`artifacts.link_ttl`); a directory (a LoRA adapter) is shown as a file
+listing whose links carry the same signature. Files are always served as downloads.
 
 Copies never follow symbolic links (gateway/safe_copy.py): a link in a job's output is
 left out and named in the result. Stored files are 0644 and directories 0755 whatever
@@ -12,12 +14,16 @@ mode the job wrote them with (trainers write 0600): artifacts are for sharing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import html
 import shutil
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
@@ -25,6 +31,8 @@ from pydantic import BaseModel, ConfigDict
 from gateway import safe_copy
 from gateway.contracts import PutResult, Services
 from gateway.hookspecs import RegisterArtifactStore, hookimpl
+from gateway.http import identity
+from gateway.webauth import load_key
 
 
 class LocalStoreConfig(BaseModel):
@@ -47,7 +55,9 @@ class LocalArtifactStore:
         root = config.get("path") or services.settings.artifacts_dir
         self.root = Path(root).expanduser()
         self.services = services
-        services.add_route("GET", "/artifacts/{key:.+}", self._serve)
+        self._key: bytes | None = None
+        # Open to the gateway's guard: this route checks the session or the link's signature itself.
+        services.add_route("GET", "/artifacts/{key:.+}", self._serve, signed=True, prefix="/artifacts/")
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*_safe_key(key).parts)
@@ -72,9 +82,32 @@ class LocalArtifactStore:
         return PutResult(dest.as_uri(), tuple(report.skipped))
 
     async def url(self, key: str, expires: float) -> str:
-        """Links on the gateway's own server do not expire (it checks who asks)."""
+        """A link signed for `key` (and, for a directory, what is under it), valid for
+        `expires` seconds: chat users on Slack or Discord need no web account to follow it,
+        and nobody can turn it into a link to anything else."""
+        safe = _safe_key(key).as_posix()
         suffix = "/" if self._path(key).is_dir() else ""
-        return f"{self.services.public_url.rstrip('/')}/artifacts/{_safe_key(key)}{suffix}"
+        until = int(time.time() + expires)
+        return (f"{self.services.public_url.rstrip('/')}/artifacts/{quote(safe)}{suffix}"
+                f"?{urlencode({'k': safe, 'exp': until, 'sig': self._sign(safe, until)})}")
+
+    def _sign(self, key: str, until: int) -> str:
+        if self._key is None:
+            self._key = load_key(self.services.data_dir / "web" / "artifacts.key")
+        return hmac.new(self._key, f"{key}\n{until}".encode(), hashlib.sha256).hexdigest()[:40]
+
+    def _allowed(self, request: web.Request, key: str) -> bool:
+        """A signed-in web user, or a valid unexpired signature for this key or a folder above it."""
+        if identity(request) is not None:
+            return True
+        signed, sig = request.query.get("k", ""), request.query.get("sig", "")
+        try:
+            until = int(request.query.get("exp", "0"))
+        except ValueError:
+            return False
+        inside = key == signed or key.startswith(signed.rstrip("/") + "/")
+        return bool(signed and sig) and inside and until >= time.time() and \
+            hmac.compare_digest(sig, self._sign(signed, until))
 
     async def get(self, key: str) -> Path:
         path = self._path(key)
@@ -83,21 +116,34 @@ class LocalArtifactStore:
         return path
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
+        """Files are downloads, never active content on the chat's origin: an artifact named
+        `x.html` is saved, not rendered (attachment, octet-stream, nosniff, CSP sandbox)."""
+        raw = request.match_info["key"].rstrip("/")
         try:
-            path = self._path(request.match_info["key"].rstrip("/"))
+            path = self._path(raw)
         except ValueError:
             raise web.HTTPBadRequest(text="bad artifact path") from None
-        if path.is_file():
-            return web.FileResponse(path)
+        if not self._allowed(request, _safe_key(raw).as_posix()):
+            raise web.HTTPForbidden(text="this link has expired or is not valid; ask hammer for a new one "
+                                         "(.status JOB shows fresh links), or sign in to the web chat")
+        if path.is_file() and not path.is_symlink():
+            name = path.name.replace('"', "")
+            return web.FileResponse(path, headers={
+                "Content-Type": "application/octet-stream", "X-Content-Type-Options": "nosniff",
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "Content-Security-Policy": "sandbox; default-src 'none'"})
         if path.is_dir():
+            query = f"?{request.query_string}" if request.query_string else ""
             rows = []
             for child in sorted(path.rglob("*")):
-                if child.is_file():
+                if child.is_file() and not child.is_symlink():
                     rel = child.relative_to(path).as_posix()
-                    rows.append(f'<li><a href="{html.escape(rel)}">{html.escape(rel)}</a> '
+                    rows.append(f'<li><a href="{html.escape(quote(rel) + query)}">{html.escape(rel)}</a> '
                                 f"({child.stat().st_size:,} bytes)</li>")
             body = f"<!doctype html><title>{html.escape(path.name)}</title><ul>{''.join(rows)}</ul>"
-            return web.Response(text=body, content_type="text/html")
+            response = web.Response(text=body, content_type="text/html")
+            response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"
+            return response
         raise web.HTTPNotFound(text="no such artifact (it may have been cleaned up)")
 
 

@@ -1,4 +1,4 @@
-"""Dataset files attached on Discord: saved under <data_dir>/uploads/, answered in the
+"""Dataset files attached on Discord: saved under <data_dir>/uploads/<the sender>/, answered in the
 channel, usable as `upload:NAME` by a command in the same message (tests/fakes/discord
 serves the attachments on 127.0.0.1, as Discord's CDN would)."""
 
@@ -45,7 +45,7 @@ async def bot(
 
 
 def uploads_of(tmp_path: Path) -> list[str]:
-    d = tmp_path / "uploads"
+    d = tmp_path / "uploads" / "discord-910000000000000200"
     return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
 
 
@@ -54,7 +54,7 @@ async def test_attached_dataset_is_saved_and_announced(fake: FakeDiscord, bot: A
     _, inbox = bot
     sent = await fake.say("here is my data", files=[FakeFile("faq.jsonl", ROWS)])
     [answer] = await fake.wait_for("POST", CHANNEL)
-    assert (tmp_path / "uploads" / "faq.jsonl").read_bytes() == ROWS
+    assert (tmp_path / "uploads" / "discord-910000000000000200" / "faq.jsonl").read_bytes() == ROWS
     e = embed(answer)
     assert "faq.jsonl" in e["title"] and f"{len(ROWS):,} bytes" in e["title"] and e["color"] == SUCCESS
     assert "upload:faq.jsonl" in e["description"]
@@ -73,7 +73,7 @@ async def test_command_in_the_same_message_comes_after_the_file(
                    files=[FakeFile("faq.jsonl", ROWS), FakeFile("cat.png", b"\x89PNG\r\n\x1a\n")])
     item = await next_item(inbox)
     assert isinstance(item, ChatMessage) and item.text == ".finetune demo-lora upload:faq.jsonl"
-    assert (tmp_path / "uploads" / "faq.jsonl").read_bytes() == ROWS, "saved before the command is queued"
+    assert (tmp_path / "uploads" / "discord-910000000000000200" / "faq.jsonl").read_bytes() == ROWS, "saved before the command is queued"
     assert [embed(r)["color"] for r in fake.find("POST", CHANNEL)] == [SUCCESS], "announced first"
     assert [r.path.rsplit("/", 1)[1] for r in fake.find("GET", CDN)] == ["faq.jsonl"], "the image is ignored"
     assert uploads_of(tmp_path) == ["faq.jsonl"]
@@ -88,7 +88,7 @@ async def test_a_command_sent_right_after_an_attachment_waits_for_it(
     await fake.say(".finetune demo-lora upload:faq.jsonl")
     item = await next_item(inbox)
     assert isinstance(item, ChatMessage) and item.text.startswith(".finetune")
-    assert (tmp_path / "uploads" / "faq.jsonl").is_file()
+    assert (tmp_path / "uploads" / "discord-910000000000000200" / "faq.jsonl").is_file()
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ async def test_finetune_on_a_dataset_attached_to_the_same_message(fake: FakeDisc
     hammer = gateway
     command = await fake.say(".finetune demo-lora upload:faq.jsonl", files=[FakeFile("faq.jsonl", ROWS)])
     job = await only_job(hammer)
-    host = hammer.data_dir / "uploads" / "faq.jsonl"
+    host = hammer.data_dir / "uploads" / "discord-910000000000000200" / "faq.jsonl"
     assert host.read_bytes() == ROWS
     assert Mount(str(host), "/data/faq.jsonl", True) in job.spec.mounts
     assert await until_ended(hammer, job.id) == JobState.SUCCEEDED
@@ -170,5 +170,5 @@ async def test_a_refused_attachment_leaves_the_command_to_say_the_upload_is_miss
     assert embed(refused)["color"] == ERROR and "larger than" in embed(refused)["description"]
     assert embed(missing)["color"] == ERROR and "no uploaded file named faq.jsonl" in embed(missing)["title"]
     assert not fake.find("GET", CDN, status=None)
-    assert not (hammer.data_dir / "uploads" / "faq.jsonl").exists()
+    assert not (hammer.data_dir / "uploads" / "discord-910000000000000200" / "faq.jsonl").exists()
     assert not await hammer.store.list_jobs()

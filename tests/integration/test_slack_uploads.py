@@ -1,5 +1,5 @@
 """Datasets attached to Slack messages, against tests/fakes/slack.py: downloaded from the
-file's private link with the bot token, saved under `<data_dir>/uploads/`, confirmed in
+file's private link with the bot token, saved under `<data_dir>/uploads/<the sender>/`, confirmed in
 the thread before the message's command runs; bad names, oversized or empty files and
 links to anywhere but Slack are refused with a reply and nothing saved."""
 
@@ -73,11 +73,11 @@ async def test_a_shared_jsonl_is_saved_and_confirmed_in_the_thread(
     assert post.args["channel"] == "C0GENERAL"
     assert "faq.jsonl" in shown(post) and "upload:faq.jsonl" in shown(post)
     assert f"{len(ROWS):,} bytes" in shown(post) and ":white_check_mark:" in shown(post)
-    assert (tmp_path / "uploads" / "faq.jsonl").read_bytes() == ROWS
+    assert (tmp_path / "uploads" / "slack-U0ALICE" / "faq.jsonl").read_bytes() == ROWS
     # Downloaded once, from the private link, with the bot token; the picture left alone.
     assert [(d["path"], d["token"]) for d in fake.downloads] == [
         (f"/files-pri/{fake.team_id}-{files[0]['id']}/download/faq.jsonl", fake.bot_token)]
-    assert not (tmp_path / "uploads" / "loss.png").exists()
+    assert not (tmp_path / "uploads" / "slack-U0ALICE" / "loss.png").exists()
     await nothing_more(inbox)  # no command in the message: nothing for the gateway
     # Slack re-delivers the event: acked, not downloaded or announced again.
     await fake.wait_ack(await fake.send_envelope("events_api", ev, retry_attempt=1))
@@ -88,7 +88,7 @@ async def test_a_shared_jsonl_is_saved_and_confirmed_in_the_thread(
     elsewhere = fake.file_share_event("", [fake.share_file("other.jsonl", ROWS)], channel="C0MLOPS")
     await fake.wait_ack(await fake.send_envelope("events_api", elsewhere))
     await asyncio.sleep(0.3)
-    assert len(fake.downloads) == 1 and not (tmp_path / "uploads" / "other.jsonl").exists()
+    assert len(fake.downloads) == 1 and not (tmp_path / "uploads" / "slack-U0ALICE" / "other.jsonl").exists()
 
 
 async def test_bad_name_oversized_or_empty_files_get_an_error_and_the_command_still_runs(
@@ -107,7 +107,7 @@ async def test_bad_name_oversized_or_empty_files_get_an_error_and_the_command_st
     assert "larger than 64 MiB" in texts[2] and f"{MAX_UPLOAD_BYTES + 1:,} bytes" in texts[2]
     assert "empty.jsonl is empty" in texts[3]
     assert fake.downloads == []  # every one refused before downloading anything
-    assert list((tmp_path / "uploads").glob("*")) == []
+    assert list((tmp_path / "uploads" / "slack-U0ALICE").glob("*")) == []
 
 
 async def test_a_download_link_outside_slack_is_refused_and_never_requested(
@@ -140,7 +140,7 @@ async def test_a_download_link_outside_slack_is_refused_and_never_requested(
     assert all("not stored by Slack" in shown(p) and ":x:" in shown(p) for p in posts)
     refusals = [r for r in caplog.records if "refused to download" in r.getMessage()]
     assert len(refusals) == 2 and all(r.levelno == logging.WARNING for r in refusals)
-    assert not (tmp_path / "uploads" / "steal.jsonl").exists()
+    assert not (tmp_path / "uploads" / "slack-U0ALICE" / "steal.jsonl").exists()
 
 
 async def test_without_files_read_slack_sends_a_sign_in_page_and_hammer_says_so(
@@ -151,7 +151,7 @@ async def test_without_files_read_slack_sends_a_sign_in_page_and_hammer_says_so(
     [post] = await replies_in(fake, ev["event"]["ts"])
     assert "sign-in page" in shown(post) and "files:read" in shown(post)
     assert [d["status"] for d in fake.downloads] == [302]  # the redirect (same host) was followed
-    assert not (tmp_path / "uploads" / "faq.jsonl").exists()
+    assert not (tmp_path / "uploads" / "slack-U0ALICE" / "faq.jsonl").exists()
     checks = await adapter[0].check()
     assert any(not c.ok and "files:read" in c.what for c in checks)
 
@@ -193,7 +193,7 @@ async def test_e2e_dataset_and_finetune_command_in_one_message_train_on_the_uplo
     await fake.wait_ack(await fake.send_envelope("events_api", ev), within=3.0)
     job = await final_state(hammer, (await only_job(hammer)).id)
     assert job.state.value == "succeeded", job
-    saved = hammer.data_dir / "uploads" / "faq.jsonl"
+    saved = hammer.data_dir / "uploads" / "slack-U0ALICE" / "faq.jsonl"
     assert saved.read_bytes() == ROWS
     mounts = {(m.source, m.target) for m in job.spec.mounts}
     assert (str(saved), "/data/faq.jsonl") in mounts
