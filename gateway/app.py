@@ -32,7 +32,7 @@ from gateway.dispatch import Dispatcher
 from gateway.jobs import Orchestrator, ProgressNotifier
 from gateway.jobs.planner import Planner
 from gateway.logs import AuditLog
-from gateway.model import Job
+from gateway.model import ChatMessage, Job, OutboundMessage
 from gateway.plugins import Plugins, load_plugins
 from gateway.store import Store
 from gateway.uploads import UploadSpace
@@ -220,9 +220,14 @@ class Hammer:
         log.info("hammer is up at %s (chat: %s; clouds: %s)", self.services.public_url,
                  ", ".join(self.chat) or "none", ", ".join(self.clouds) or "none")
 
-    async def stop(self) -> None:
+    async def stop(self, drain_s: float = 10.0) -> None:
+        """Stop taking commands, let the ones being handled finish (up to `drain_s`), tell
+        whoever is still waiting to send theirs again, then stop everything else."""
         if self._inbox_task:
             self._inbox_task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=drain_s)
+        await self._turn_away()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, *([self._inbox_task] if self._inbox_task else []), return_exceptions=True)
@@ -249,6 +254,20 @@ class Hammer:
             task = asyncio.create_task(self.dispatch.handle(item))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _turn_away(self) -> None:
+        """Commands still queued at shutdown get an answer instead of silence."""
+        while not self.inbox.empty():
+            item = self.inbox.get_nowait()
+            adapter = self.chat.get(item.conversation.platform)
+            if adapter is None or not isinstance(item, ChatMessage):
+                continue
+            try:
+                await asyncio.wait_for(adapter.reply(item, OutboundMessage(
+                    title="hammer is restarting and did not run this", text="Send it again in a minute.",
+                    level="warning")), timeout=5)
+            except Exception as exc:
+                log.warning("telling %s that hammer restarts failed: %s", item.actor.key, exc)
 
     def _on_event(self, job: Job, event: Any) -> None:
         self.plugins.job_event(job, event)

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from gateway import messages, policy
+from gateway import errors, messages, policy
 from gateway.commands import CommandError, CommandTable
 from gateway.config import Settings
 from gateway.contracts import ArtifactStore, ChatAdapter, InboxItem, JobReader, Permissions
@@ -130,12 +130,18 @@ class Dispatcher:
         """Run one command: the answer (an OutboundMessage) or the Job it started; raises
         CommandError for anything the user got wrong or may not do."""
         try:
-            cmd = self._commands.parse(text, actor, conversation)
-        except CommandError as err:
-            self.audit.record("command", actor=actor.key, text=text, ok=False, error=err.to_dict())
+            try:
+                cmd = self._commands.parse(text, actor, conversation)
+            except CommandError as err:
+                self.audit.record("command", actor=actor.key, text=text, ok=False, error=err.to_dict())
+                raise
+            self.audit.record("command", actor=actor.key, platform=conversation.platform, verb=cmd.verb, text=text)
+            return await self.run(cmd, message=message)
+        except CommandError:
             raise
-        self.audit.record("command", actor=actor.key, platform=conversation.platform, verb=cmd.verb, text=text)
-        return await self.run(cmd, message=message)
+        except Exception as exc:  # the gateway's own failure (a full disk...): a clear answer, never silence
+            log.exception("command %r from %s failed", text[:80], actor.key, extra={"actor": actor.key})
+            raise errors.as_command_error(exc) from None
 
     async def run(self, cmd: Command, *, message: ChatMessage | None = None) -> OutboundMessage | Job:
         spec = self._commands.specs[cmd.verb]

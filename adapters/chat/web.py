@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import aiohttp.http_exceptions
 from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -212,8 +213,10 @@ class WebChatAdapter(ChatAdapterBase):
             reader = await request.multipart()
             part = await reader.next()
             filename = part.filename if isinstance(part, BodyPartReader) else None
-        except (ValueError, AssertionError, UnicodeDecodeError):
-            part, filename = None, None
+        except (ValueError, AssertionError, UnicodeDecodeError, aiohttp.http_exceptions.HttpProcessingError):
+            # a malformed part header (a NUL byte in the file name, say) is the sender's mistake
+            return web.json_response({"ok": False, "error": "the upload's file name or form is malformed (a NUL "
+                                      "or control character?); rename the file and try again"}, status=400)
         if not isinstance(part, BodyPartReader) or part.name != "file" or not filename:
             return web.json_response({"ok": False, "error": "send the file as multipart field 'file'"}, status=400)
 

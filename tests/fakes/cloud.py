@@ -43,6 +43,7 @@ class FakeCloud(CloudAdapterBase):
         self.interval = float(config.get("interval", 0.02))
         self.mode = str(config.get("mode", "ok"))
         self.poll = float(config.get("poll", 0.02))
+        self.secrets: dict[str, str] = dict(config.get("secrets", {}))  # name -> env:/file: reference
         self.launched: list[str] = []
         self.cancelled: list[str] = []
 
@@ -63,10 +64,14 @@ class FakeCloud(CloudAdapterBase):
             await asyncio.to_thread(shutil.copytree if source.is_dir() else shutil.copyfile, source, dest)
         # A plain Popen (in a thread), not asyncio's subprocess transport: that one kills
         # its child when the event loop closes, and these jobs must outlive a gateway.
+        # Secrets reach the job as environment at creation, as on a real cloud (resolved here,
+        # which registers them for redaction).
+        env = {**os.environ, **{f"HAMMER_SECRET_{n}": self.services.secret(self.secrets[n])
+                                for n in spec.secrets if n in self.secrets}}
         proc = await asyncio.to_thread(
             subprocess.Popen,
             [sys.executable, "-m", "tests.fakes.fake_job", str(workdir), str(self.steps), str(self.interval), mode],
-            cwd=ROOT, start_new_session=True, stdin=subprocess.DEVNULL,
+            cwd=ROOT, start_new_session=True, stdin=subprocess.DEVNULL, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         (workdir / "pid").write_text(str(proc.pid))
         self.launched.append(spec.id)
@@ -137,6 +142,7 @@ def _build_fake_job(command: Any, ctx: Any) -> JobSpec:
     return JobSpec(
         id=ctx.job_id, task="fake", model="fake-model", datasets=("fake-data",),
         params={"fake_mode": args.get("mode", "ok")}, argv=("fake-runner", "--steps", "10"), cloud="fake",
+        secrets=("HF_TOKEN",),
         limits=Limits(max_runtime_s=float(args.get("max_runtime", 3600)),
                       idle_timeout_s=float(args.get("idle_timeout", 900))))
 
@@ -146,7 +152,7 @@ def hammer_commands(register: RegisterCommand) -> None:
     from gateway.commands import CommandSpec, Param
     register(CommandSpec(
         "fakejob", (Param("mode", "enum", "how the fake job behaves",
-                          choices=("ok", "fail", "oom", "hang", "crash", "links")),
+                          choices=("ok", "fail", "oom", "hang", "crash", "links", "leak")),
                     Param("max_runtime", "float", "seconds", min=0.1, max=3600),
                     Param("idle_timeout", "float", "seconds", min=0.1, max=3600)),
         help="a job for the test cloud", build_job=_build_fake_job, group="test"))

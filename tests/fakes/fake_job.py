@@ -3,7 +3,8 @@
 Run as `python -m tests.fakes.fake_job DIR STEPS INTERVAL MODE`. It is a real separate
 process, so it keeps running while a test stops one gateway and starts another.
 MODE: ok | fail | oom | hang (one status, then silence) | crash (exits without a result) |
-links (succeeds, but its output holds symbolic links to host files).
+links (succeeds, but its output holds symbolic links to host files) | leak (prints its HF_TOKEN
+secret and fails with it in the error).
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def main() -> int:
             return finish(137)
         if mode == "crash" and step == steps // 2:
             return finish(1)
+    if mode == "leak":  # a job that prints its token and fails with it in the error
+        token = os.environ.get("HAMMER_SECRET_HF_TOKEN", "")
+        out.write(f"debug: using token {token} for the hub\n")
+        emit("error", kind="auth", message=f"the hub refused token {token}", hint=f"check {token}")
+        emit("result", ok=False)
+        return finish(1)
     if mode == "fail":
         emit("error", kind="dataset", message="line 3 of data.jsonl is not JSON", hint="Fix line 3.")
         emit("result", ok=False)

@@ -73,7 +73,8 @@ async def test_command_in_the_same_message_comes_after_the_file(
                    files=[FakeFile("faq.jsonl", ROWS), FakeFile("cat.png", b"\x89PNG\r\n\x1a\n")])
     item = await next_item(inbox)
     assert isinstance(item, ChatMessage) and item.text == ".finetune demo-lora upload:faq.jsonl"
-    assert (tmp_path / "uploads" / "discord-910000000000000200" / "faq.jsonl").read_bytes() == ROWS, "saved before the command is queued"
+    saved = tmp_path / "uploads" / "discord-910000000000000200" / "faq.jsonl"
+    assert saved.read_bytes() == ROWS, "saved before the command is queued"
     assert [embed(r)["color"] for r in fake.find("POST", CHANNEL)] == [SUCCESS], "announced first"
     assert [r.path.rsplit("/", 1)[1] for r in fake.find("GET", CDN)] == ["faq.jsonl"], "the image is ignored"
     assert uploads_of(tmp_path) == ["faq.jsonl"]
