@@ -130,6 +130,8 @@ def _locked(target: Path) -> Iterator[None]:
 
 def ensure_dataset(path: Path, kind: str = "sft") -> bool:
     """Write the demo JSONL of `kind` at `path` unless it is there; True when created."""
+    if path.is_file() and path.stat().st_size > 0:
+        return False
     with _locked(path):
         if path.is_file() and path.stat().st_size > 0:
             return False
@@ -150,6 +152,8 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def ensure_model(path: Path) -> bool:
     """Make the tiny Qwen2 at `path` unless it is there; True when it was created."""
+    if (path / "config.json").is_file():  # made by an earlier job (the cache may be read-only now)
+        return False
     with _locked(path):
         if (path / "config.json").is_file():
             return False

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.runner import artifacts as arts
-from sandbox.runner import demo
+from sandbox.runner import demo, egress
 from sandbox.runner.child import Child
 from sandbox.runner.classify import classify
 from sandbox.runner.dataset_check import DatasetProblem, validate_file
@@ -79,6 +79,7 @@ class Runner:
         self.started = time.time()
         self.environment: dict[str, Any] = {}
         self.tracker = ProgressTracker()
+        self.egress: asyncio.AbstractServer | None = None
 
     def set_child(self, child: Child | None) -> None:
         self.child = child
@@ -95,6 +96,12 @@ class Runner:
             job = load_job(job_path)
         except (OSError, ValueError) as exc:
             return self.fail("internal", f"cannot read the job file: {exc}", BUG_HINT)
+        socket_path = os.environ.get("HAMMER_EGRESS_SOCKET")
+        if socket_path:  # no network here: downloads go through hammer's allow-listing proxy
+            try:
+                self.egress = await egress.forward(socket_path)
+            except OSError as exc:
+                return self.fail("internal", f"cannot open the download proxy on 127.0.0.1: {exc}", BUG_HINT)
         self.emit.status("starting", job_id=job.id, argv=list(job.argv))
         job_env = job.spec.get("env") if isinstance(job.spec.get("env"), dict) else {}
         env = runner_env(bool(job.spec.get("needs_network")), job_env)

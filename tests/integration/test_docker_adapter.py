@@ -149,7 +149,8 @@ async def test_launch_streams_events_and_reports_status(adapter: DockerAdapter) 
     workspace = await adapter.collect(p)
     assert workspace == adapter.workspace_root / p.job_id / "workspace"
     assert (workspace / "job.json").stat().st_mode & 0o777 == 0o644
-    assert workspace.stat().st_mode & 0o777 == 0o777
+    st = workspace.stat()
+    assert st.st_mode & 0o777 == 0o700 and st.st_uid == 1000  # the job's own, nobody else's
 
 
 async def test_container_is_hardened(adapter: DockerAdapter, make_adapter: AdapterFactory, tmp_path: Path
@@ -179,13 +180,13 @@ async def test_container_is_hardened(adapter: DockerAdapter, make_adapter: Adapt
     assert config["Cmd"] in (None, [])  # the image's ENTRYPOINT (the runner) runs unchanged
     assert "s3cret-value" not in (Path(p.handle["workspace"]) / "job.json").read_text()
     mounts = {m["Destination"]: m for m in info["Mounts"]}
-    assert mounts["/workspace"]["RW"] and mounts["/cache"]["RW"] and not mounts["/data"]["RW"]
+    assert mounts["/workspace"]["RW"] and not mounts["/cache"]["RW"] and not mounts["/data"]["RW"]
 
     probe = next(e.data for e in events if e.type == "status" and e.data.get("phase") == "probe")
     assert (probe["uid"], probe["gid"]) == (1000, 1000)
     assert int(probe["cap_eff"], 16) == 0 and probe["no_new_privs"] == "1"
     assert probe["root_writable"] is False and probe["tmp_writable"] is True
-    assert probe["workspace_writable"] is True and probe["cache_writable"] is True
+    assert probe["workspace_writable"] is True and probe["cache_writable"] is False  # it fills no cache
     assert probe["mounts_writable"] == {"/data": False}  # read-only although the spec asked for rw
     assert probe["interfaces"] == ["lo"]
     assert probe["secret"] == "s3cret-value" and probe["env_job"] == spec.id

@@ -49,7 +49,28 @@ def test_the_container_is_locked_down() -> None:
     mounts = {m["Target"]: m for m in host["Mounts"]}
     assert mounts["/workspace"]["Source"] == "/srv/jobs/abc12345/workspace"
     assert not mounts["/workspace"]["ReadOnly"]
-    assert mounts["/cache"]["Source"] == "/srv/cache" and not mounts["/cache"]["ReadOnly"]
+    assert mounts["/cache"]["Source"] == "/srv/cache" and mounts["/cache"]["ReadOnly"]  # it fills nothing
+
+
+def test_only_jobs_that_fill_the_shared_cache_may_write_it(tmp_path: Path) -> None:
+    def cache_ro(s: JobSpec) -> bool:
+        b = container_body(s, workspace=tmp_path / "ws", cache=tmp_path, config=DockerConfig(), secrets={},
+                           gpu_count=0, labels={})
+        return next(m for m in b["HostConfig"]["Mounts"] if m["Target"] == "/cache")["ReadOnly"]
+
+    demo = spec(params={"prepare": ["demo_model:/cache/models/demo", "demo_dataset:/cache/datasets/demo.jsonl"]})
+    assert not cache_ro(demo)  # the first demo job builds the model there
+    (tmp_path / "models" / "demo").mkdir(parents=True)
+    (tmp_path / "models" / "demo" / "config.json").write_text("{}")
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "demo.jsonl").write_text("{}\n")
+    assert cache_ro(demo)  # later ones only read it
+    assert not cache_ro(spec(needs_network=True)) and not cache_ro(spec(task="download"))
+    proxied = container_body(spec(needs_network=True), workspace=tmp_path, cache=tmp_path, config=DockerConfig(),
+                             secrets={}, gpu_count=0, labels={}, network="hammer-net-abc12345",
+                             extra_env={"HTTPS_PROXY": "http://hammer-egress:3128"})
+    assert proxied["HostConfig"]["NetworkMode"] == "hammer-net-abc12345"
+    assert "HTTPS_PROXY=http://hammer-egress:3128" in proxied["Env"]
 
 
 def test_network_only_for_jobs_that_download() -> None:

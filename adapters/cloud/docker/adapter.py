@@ -30,10 +30,12 @@ from pydantic import ValidationError
 
 from gateway.contracts import Check, CloudAdapterBase, Services
 from gateway.model import InstanceType, JobSpec, Mount, Placement, PlacementStatus, SandboxEvent, input_path
+from sandbox.runner.egress import SOCKET_IN_SANDBOX
 
 from .config import DockerConfig
 from .container import LABEL_INSTANCE, LABEL_JOB, LABEL_MANAGED, container_body, container_name, memory_bytes
 from .logstream import LineNumberer, oom_event
+from .network import EgressServers, isolation_problem, proxy_env
 
 try:
     import aiodocker
@@ -46,6 +48,7 @@ log = logging.getLogger("hammer.cloud.docker")
 ENGINE_FIX = ("install Docker and start it (`scripts/docker-up.sh`, or `systemctl start docker`), "
               "or point [cloud.docker] url at a running engine")
 MAX_RECONNECTS = 20
+JOB_UID = 1000  # the sandbox image's user (container.UID)
 
 
 class DockerUnavailable(RuntimeError):
@@ -78,6 +81,7 @@ class DockerAdapter(CloudAdapterBase):
         self._docker: aiodocker.Docker | None = None
         self._host_gpus: int | None = None
         self._cancelled: set[str] = set()
+        self.egress = EgressServers(self.config)
         #: launch() timings of the last job (seconds): create, start (for benchmarks and logs).
         self.last_launch_timing: dict[str, float] = {}
 
@@ -88,6 +92,7 @@ class DockerAdapter(CloudAdapterBase):
         return self._docker
 
     async def close(self) -> None:
+        await self.egress.close()
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
@@ -154,21 +159,14 @@ class DockerAdapter(CloudAdapterBase):
                                    f"has {have} (nvidia-smi). Run it on a GPU cloud, or with gpus=0 "
                                    "on the CPU.")
             gpus = spec.resources.gpu_count
-        if spec.needs_network and self.config.network != "none":
-            try:
-                await self._call(docker.networks.get(self.config.network))
-            except DockerError as exc:
-                if exc.status != 404:
-                    raise
-                raise RuntimeError(f"job {spec.id} must download, but the Docker network "
-                                   f"{self.config.network!r} does not exist; create it (docs/docker.md) "
-                                   "or set [cloud.docker] network") from None
+        spec, network, extra_env = await self._download_access(spec)
         workspace = self.workspace_root / spec.id / "workspace"
         spec = await self._with_inputs(spec)
         await asyncio.to_thread(self._prepare_dirs, spec, workspace)
         body = container_body(spec, workspace=workspace, cache=self.cache_dir, config=self.config,
                               secrets=self._secrets(spec), gpu_count=gpus,
-                              labels={**self.config.labels, LABEL_INSTANCE: self.instance})
+                              labels={**self.config.labels, LABEL_INSTANCE: self.instance},
+                              network=network, extra_env=extra_env)
         name = container_name(spec.id)
         t0 = loop.time()
         try:
@@ -193,6 +191,28 @@ class DockerAdapter(CloudAdapterBase):
                   "memory_bytes": memory_bytes(spec, self.config)}
         return Placement("docker", spec.id, handle)
 
+    async def _download_access(self, spec: JobSpec) -> tuple[JobSpec, str | None, dict[str, str]]:
+        """How a downloading job gets out: (spec with the proxy's socket mounted, network
+        override, environment). Jobs that download nothing get none of it."""
+        if not spec.needs_network:
+            return spec, None, {}
+        if self.config.network == "none":
+            raise RuntimeError(f"job {spec.id} must download (a hub model or dataset), but [cloud.docker] network "
+                               'is "none"; download it first with .download, or set network = "isolated"')
+        if self.config.network == "isolated":
+            folder = await self.egress.serve(spec.id, self.workspace_root / spec.id)
+            mount = Mount(str(folder), str(Path(SOCKET_IN_SANDBOX).parent), False)
+            return dataclasses.replace(spec, mounts=(*spec.mounts, mount)), "none", proxy_env()
+        docker = await self._client()
+        try:
+            await self._call(docker.networks.get(self.config.network))
+        except DockerError as exc:
+            if exc.status != 404:
+                raise
+            raise RuntimeError(f"job {spec.id} must download, but the Docker network {self.config.network!r} "
+                               'does not exist; set [cloud.docker] network = "isolated"') from None
+        return spec, self.config.network, {}
+
     async def _with_inputs(self, spec: JobSpec) -> JobSpec:
         """Each input key, fetched from the artifact store, as a read-only mount."""
         if not spec.inputs:
@@ -211,15 +231,18 @@ class DockerAdapter(CloudAdapterBase):
         return dataclasses.replace(spec, mounts=tuple(mounts))
 
     def _prepare_dirs(self, spec: JobSpec, workspace: Path) -> None:
-        """Host side of the mounts. The container runs as uid 1000, so the directories it
-        writes are world-writable (0777) and job.json world-readable (0644)."""
+        """Host side of the mounts. The container runs as uid 1000: its workspace belongs to
+        uid 1000 with mode 0700 and the shared cache to uid 1000 with 0755 (a gateway that is
+        not root cannot hand them over, and falls back to 0777/0755 with a warning)."""
         workspace.mkdir(parents=True, exist_ok=True)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        for d in (workspace, self.cache_dir):
+        for d, mode in ((workspace, 0o700), (self.cache_dir, 0o755)):
             try:
-                d.chmod(0o777)
+                os.chown(d, JOB_UID, JOB_UID)
+                d.chmod(mode)
             except PermissionError:
-                log.warning("cannot chmod %s; the job (uid 1000) may not be able to write it", d)
+                log.warning("cannot give %s to uid %d (hammer is not root); it stays world-writable", d, JOB_UID)
+                d.chmod(0o777)
         for m in spec.mounts:
             if not Path(m.source).exists():
                 raise RuntimeError(f"job {spec.id}: {m.source} (for {m.target}) does not exist on this host")
@@ -333,16 +356,19 @@ class DockerAdapter(CloudAdapterBase):
         await self.cleanup(placement)
 
     async def reattach(self, placement: Placement) -> bool:
-        return await self._container(placement) is not None
+        found = await self._container(placement) is not None
+        if found and (self.workspace_root / placement.job_id / "egress").is_dir():
+            await self.egress.serve(placement.job_id, self.workspace_root / placement.job_id)  # its way out again
+        return found
 
     async def cleanup(self, placement: Placement) -> None:
         """Remove the container (and its anonymous volumes) unless keep_containers. The
         workspace stays: it is the job's output, which later commands use (adapter=JOBID)."""
-        if self.config.keep_containers:
-            return
-        found = await self._container(placement)
-        if found is not None:
-            await self._remove(found[0].id)
+        if not self.config.keep_containers:
+            found = await self._container(placement)
+            if found is not None:
+                await self._remove(found[0].id)
+        await self.egress.release(placement.job_id, self.workspace_root / placement.job_id)
 
     async def _remove(self, container_id: str) -> None:
         docker = await self._client()
@@ -379,13 +405,13 @@ class DockerAdapter(CloudAdapterBase):
             checks.append(Check(True, f"sandbox image {image}"))
         except ImageMissing as exc:
             checks.append(Check(False, f"sandbox image {image}", str(exc)))
-        if self.config.network != "none":
-            try:
-                await self._call(docker.networks.get(self.config.network))
-                checks.append(Check(True, f"network {self.config.network} for jobs that download"))
-            except DockerError:
-                checks.append(Check(False, f"network {self.config.network} for jobs that download",
-                                    "create it (docs/docker.md) or set [cloud.docker] network"))
+        if self.config.network == "isolated":
+            checks.append(Check(True, "downloads: jobs have no network; HTTPS to "
+                                      f"{', '.join(self.egress.allow)} only, through hammer's proxy"))
+        elif self.config.network != "none":
+            problem = await isolation_problem(docker, self.config.network)
+            checks.append(Check(problem is None, f"download network {self.config.network} is isolated",
+                                problem or ""))
         gpus = await self._gpus_on_host()
         checks.append(Check(True, f"{gpus} GPU(s) for jobs" if gpus else "no GPU: jobs run on the CPU"))
         return checks

@@ -36,10 +36,14 @@ class DockerConfig(BaseModel):
     shm_size_mib: int = Field(1024, ge=1, le=1_048_576)
     #: "auto": use the host's NVIDIA GPUs when nvidia-smi finds them; "none": never.
     gpus: Literal["auto", "none"] = "auto"
-    #: The Docker network for jobs that must download (hub models, datasets). Jobs that
-    #: need no network always get "none". Make it one that cannot reach the host or
-    #: 169.254.169.254 (docs/docker.md shows how).
-    network: str = "bridge"
+    #: Jobs that must download (hub models, datasets): "isolated" keeps their container
+    #: without any network too, and gives it one way out: a Unix socket to hammer's proxy,
+    #: which allows HTTPS to `egress_allow` hosts only (network.py); "none" refuses
+    #: downloads; any other name is an operator's own Docker network (`hammer doctor` checks
+    #: that it is internal). Jobs that need no network always get "none".
+    network: str = "isolated"
+    #: Host patterns the download proxy allows (HTTPS, port 443); empty: the model hubs.
+    egress_allow: list[str] = []
     #: Secret names a job may ask for -> references resolved when its container is created,
     #: e.g. {HF_TOKEN = "env:HF_TOKEN", MODELSCOPE_API_TOKEN = "file:~/.modelscope-token"}.
     secrets: dict[str, str] = {}

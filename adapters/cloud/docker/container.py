@@ -6,9 +6,11 @@ why (DESIGN.md, Sandbox):
 * non-root (`User 1000:1000`), no capabilities (`CapDrop ALL`), `no-new-privileges`: a
   job that escapes ms-swift still cannot gain privileges or use setuid binaries;
 * read-only root filesystem; the only writable places are /workspace (this job's own
-  directory), /cache (shared downloads), and a size-capped tmpfs /tmp;
+  directory), a size-capped tmpfs /tmp, and /cache (shared downloads) for the jobs that
+  fill it (downloads, the demo model): every other job gets /cache read-only;
 * memory (with swap equal to memory, i.e. no swap), CPU and pids limits;
-* network `none` unless the job must download; then the operator's chosen network;
+* network `none`, also for jobs that download: their one way out is a Unix socket to
+  hammer's allow-listing proxy (HTTPS to the model hubs only; network.py);
 * the image's ENTRYPOINT (the sandbox runner) runs unchanged: no Cmd override, so the
   argv in job.json is the only program description and nothing is parsed by a shell;
 * secrets only as environment at creation, never in argv or in job.json.
@@ -31,6 +33,7 @@ LABEL_JOB = "hammer.job_id"
 LABEL_MANAGED = "hammer.managed"
 LABEL_INSTANCE = "hammer.instance"  # which gateway (data dir) made the container
 RESERVED_TARGETS = ("/workspace", "/cache", "/tmp")
+ADAPTER_TARGETS = ("/run/hammer",)  # mounts only the adapter itself adds (the download proxy's socket)
 
 
 def container_name(job_id: str) -> str:
@@ -47,23 +50,43 @@ def nano_cpus(spec: JobSpec, config: DockerConfig) -> int:
     return int(cpus * 1e9)
 
 
+def cache_writable(spec: JobSpec, cache: Path) -> bool:
+    """Only jobs that fill the shared cache write it: downloads, and the first job that
+    builds a demo model or dataset there. Every other job reads it, so no job can change the
+    models later jobs load."""
+    if spec.needs_network or spec.task == "download":
+        return True
+    for entry in spec.params.get("prepare", []):
+        kind, _, target = str(entry).partition(":")
+        if not target.startswith("/cache/"):
+            continue
+        host = cache / target.removeprefix("/cache/")
+        if not ((host / "config.json").is_file() if kind == "demo_model" else host.is_file()):
+            return True
+    return False
+
+
 def container_body(spec: JobSpec, *, workspace: Path, cache: Path, config: DockerConfig,
-                   secrets: Mapping[str, str], gpu_count: int, labels: Mapping[str, str]) -> dict[str, Any]:
+                   secrets: Mapping[str, str], gpu_count: int, labels: Mapping[str, str],
+                   network: str | None = None, extra_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The create body. `secrets` are already-resolved values (env only); `gpu_count` is
-    how many GPUs to request (0: none)."""
+    how many GPUs to request (0: none); `network` the job's download network (default:
+    the configured one) and `extra_env` what reaching it needs (the proxy)."""
     mem = memory_bytes(spec, config)
-    env = {**spec.env, **secrets, "HAMMER_JOB_ID": spec.id}
+    env = {**spec.env, **(extra_env or {}), **secrets, "HAMMER_JOB_ID": spec.id}
     mounts = [
         {"Type": "bind", "Source": str(workspace), "Target": "/workspace", "ReadOnly": False},
-        {"Type": "bind", "Source": str(cache), "Target": "/cache", "ReadOnly": False},
+        {"Type": "bind", "Source": str(cache), "Target": "/cache", "ReadOnly": not cache_writable(spec, cache)},
     ]
     for m in spec.mounts:
         target = m.target.rstrip("/")
         if not target.startswith("/") or ".." in Path(target).parts or \
                 any(target == r or target.startswith(r + "/") for r in RESERVED_TARGETS) or target == "":
             raise ValueError(f"job {spec.id}: mount target {m.target!r} is not allowed")
-        # Inputs (uploads, earlier jobs' outputs) are always read-only, whatever the spec says.
-        mounts.append({"Type": "bind", "Source": str(m.source), "Target": target, "ReadOnly": True})
+        # Inputs (uploads, earlier jobs' outputs) are always read-only, whatever the spec says;
+        # the download proxy's socket folder (added by the adapter) is the one exception.
+        mounts.append({"Type": "bind", "Source": str(m.source), "Target": target,
+                       "ReadOnly": target not in ADAPTER_TARGETS})
     host: dict[str, Any] = {
         "Mounts": mounts,
         "CapDrop": ["ALL"],
@@ -75,7 +98,7 @@ def container_body(spec: JobSpec, *, workspace: Path, cache: Path, config: Docke
         "MemorySwap": mem,
         "NanoCpus": nano_cpus(spec, config),
         "PidsLimit": min(config.pids, spec.resources.pids) if spec.resources.pids else config.pids,
-        "NetworkMode": config.network if spec.needs_network else "none",
+        "NetworkMode": (network or config.network) if spec.needs_network else "none",
         "Privileged": False,
         "IpcMode": "private",
         # One ordered log that is never rotated away: events() numbers its lines from the

@@ -1,0 +1,100 @@
+"""Download access: what a job that must download may reach, and nothing more.
+
+`network = "isolated"` (the default): the job's container still has no network at all
+(`NetworkMode: none`, loopback only), so it cannot reach the host, other jobs or
+169.254.169.254 whatever the host's routing and firewall say (Docker's own "internal"
+networks rely on iptables, and a host route gets round them). Its one way out is a Unix
+socket, mounted at `/run/hammer/egress.sock`, served by the gateway: an allow-listing
+HTTPS proxy (sandbox/runner/egress.py) that tunnels `CONNECT host:443` to the model hubs
+only, and only to public addresses. Inside, the runner forwards 127.0.0.1:3128 to the
+socket and points HTTPS_PROXY there. The socket lives in the job's own folder and is
+removed with the job; after a gateway restart it is served again for running jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from aiodocker.exceptions import DockerError
+
+from sandbox.runner.egress import DEFAULT_ALLOW, FORWARD_PORT, SOCKET_IN_SANDBOX, Proxy
+
+from .config import DockerConfig
+
+log = logging.getLogger("hammer.cloud.docker")
+JOB_UID = 1000
+
+
+def proxy_env() -> dict[str, str]:
+    """What the job's environment says about the way out (the runner starts the forwarder)."""
+    url = f"http://127.0.0.1:{FORWARD_PORT}"
+    return {"HAMMER_EGRESS_SOCKET": SOCKET_IN_SANDBOX, "HTTPS_PROXY": url, "https_proxy": url,
+            "HTTP_PROXY": url, "http_proxy": url, "NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1"}
+
+
+class EgressServers:
+    """One allow-listing proxy per downloading job, each on its own Unix socket."""
+
+    def __init__(self, config: DockerConfig) -> None:
+        self.allow = tuple(config.egress_allow) or DEFAULT_ALLOW
+        self._servers: dict[str, asyncio.AbstractServer] = {}
+
+    @staticmethod
+    def folder(job_dir: Path) -> Path:
+        return job_dir / "egress"
+
+    async def serve(self, job_id: str, job_dir: Path) -> Path:
+        """Serve the job's socket (again, after a restart); returns the folder to mount."""
+        folder = self.folder(job_dir)
+        if job_id in self._servers:
+            return folder
+        await asyncio.to_thread(_prepare, folder)
+        sock = folder / "egress.sock"
+        server = await asyncio.start_unix_server(Proxy(self.allow).handle, path=str(sock))
+        await asyncio.to_thread(os.chmod, sock, 0o660)
+        try:
+            await asyncio.to_thread(os.chown, sock, 0, JOB_UID)
+        except PermissionError:
+            await asyncio.to_thread(os.chmod, sock, 0o666)
+        self._servers[job_id] = server
+        return folder
+
+    async def release(self, job_id: str, job_dir: Path) -> None:
+        server = self._servers.pop(job_id, None)
+        if server is not None:
+            server.close()
+        try:
+            await asyncio.to_thread((self.folder(job_dir) / "egress.sock").unlink, True)
+        except OSError:
+            pass
+
+    async def close(self) -> None:
+        for server in self._servers.values():
+            server.close()
+        self._servers.clear()
+
+
+def _prepare(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "egress.sock").unlink(missing_ok=True)
+    try:
+        os.chown(folder, 0, JOB_UID)
+        folder.chmod(0o750)
+    except PermissionError:
+        folder.chmod(0o755)
+
+
+async def isolation_problem(docker: object, network: str) -> str | None:
+    """For an operator's own download network: why jobs on it could reach the host,
+    169.254.169.254 or each other (None: it is internal)."""
+    try:
+        info = await (await docker.networks.get(network)).show()  # type: ignore[attr-defined]
+    except DockerError as exc:
+        return f"it does not exist ({exc.message})" if exc.status == 404 else str(exc.message)
+    if not info.get("Internal"):
+        return ("it is not internal: jobs on it can reach the host, 169.254.169.254 and each other; "
+                'use network = "isolated" (no network at all, and hammer\'s allow-listing proxy as the way out)')
+    return None
