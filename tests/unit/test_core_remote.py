@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from gateway.commands import CommandError
-from gateway.model import Actor, Conversation, Interaction, Job, JobState
+from gateway.model import Actor, Conversation, Interaction, JobState
 from tests.conftest import wait_for
+from tests.unit.test_orchestrator import ended, run_cmd
 
 ALICE = Actor("web", "alice", "alice")
 BOB = Actor("web", "bob", "bob")
@@ -32,19 +33,6 @@ vcpus = 12
 ram_gib = 85.0
 price_per_hour = 3.67
 """
-
-
-async def run_cmd(hammer, text: str, actor: Actor = ALICE) -> Job:
-    job = await hammer.dispatch.execute(text, actor, CONV)
-    assert isinstance(job, Job), job
-    return job
-
-
-async def ended(hammer, job: Job, timeout: float = 30) -> Job:
-    await wait_for(lambda: job.state.terminal, timeout)
-    stored = await hammer.store.get_job(job.id)
-    assert stored is not None
-    return stored
 
 
 async def test_an_adapter_reaches_a_job_on_another_cloud_through_the_artifact_store(make_hammer) -> None:

@@ -73,10 +73,14 @@ def container_body(spec: JobSpec, *, workspace: Path, cache: Path, config: Docke
     how many GPUs to request (0: none); `network` the job's download network (default:
     the configured one) and `extra_env` what reaching it needs (the proxy)."""
     mem = memory_bytes(spec, config)
-    env = {**spec.env, **(extra_env or {}), **secrets, "HAMMER_JOB_ID": spec.id}
+    writable = cache_writable(spec, cache)
+    # ms-swift and the datasets library write caches (and lock files) even for local data:
+    # a job that only reads the shared cache keeps those in its own workspace.
+    own = {} if writable else {"MODELSCOPE_CACHE": "/workspace/.cache/modelscope", "HF_HOME": "/workspace/.cache/hf"}
+    env = {**spec.env, **own, **(extra_env or {}), **secrets, "HAMMER_JOB_ID": spec.id}
     mounts = [
         {"Type": "bind", "Source": str(workspace), "Target": "/workspace", "ReadOnly": False},
-        {"Type": "bind", "Source": str(cache), "Target": "/cache", "ReadOnly": not cache_writable(spec, cache)},
+        {"Type": "bind", "Source": str(cache), "Target": "/cache", "ReadOnly": not writable},
     ]
     for m in spec.mounts:
         target = m.target.rstrip("/")
