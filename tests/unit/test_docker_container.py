@@ -65,7 +65,7 @@ def test_only_jobs_that_fill_the_shared_cache_may_write_it(tmp_path: Path) -> No
     (tmp_path / "datasets").mkdir()
     (tmp_path / "datasets" / "demo.jsonl").write_text("{}\n")
     assert cache_ro(demo)  # later ones only read it
-    assert not cache_ro(spec(needs_network=True)) and not cache_ro(spec(task="download"))
+    assert cache_ro(spec(needs_network=True)) and not cache_ro(spec(task="download"))  # only .download fills it
     proxied = container_body(spec(needs_network=True), workspace=tmp_path, cache=tmp_path, config=DockerConfig(),
                              secrets={}, gpu_count=0, labels={}, network="hammer-net-abc12345",
                              extra_env={"HTTPS_PROXY": "http://hammer-egress:3128"})
@@ -163,3 +163,19 @@ async def test_no_engine_says_how_to_start_one(tmp_path: Path) -> None:
             await adapter.reattach(Placement("docker", "abc12345", {"container_id": "x"}))
     finally:
         await adapter.close()
+
+
+def test_a_job_that_reads_the_shared_cache_finds_its_models_as_links(tmp_path: Path) -> None:
+    from adapters.cloud.docker.network import link_shared_cache
+    cache, ws = tmp_path / "cache", tmp_path / "ws"
+    (cache / "modelscope" / "models" / "Qwen" / "Qwen2.5-7B-Instruct").mkdir(parents=True)
+    (cache / "hf" / "hub" / "models--meta-llama--Llama-3").mkdir(parents=True)
+    link_shared_cache(cache, ws)
+    ms = ws / ".cache" / "modelscope" / "models" / "Qwen" / "Qwen2.5-7B-Instruct"
+    assert ms.is_symlink() and str(ms.readlink()) == "/cache/modelscope/models/Qwen/Qwen2.5-7B-Instruct"
+    hf = ws / ".cache" / "hf" / "hub" / "models--meta-llama--Llama-3"
+    assert str(hf.readlink()) == "/cache/hf/hub/models--meta-llama--Llama-3"
+    assert not (ws / ".cache" / "modelscope" / "models" / "Qwen").is_symlink()  # new downloads land here, its own
+    b = container_body(spec(needs_network=True), workspace=ws, cache=cache, config=DockerConfig(), secrets={},
+                       gpu_count=0, labels={})
+    assert "MODELSCOPE_CACHE=/workspace/.cache/modelscope" in b["Env"] and "HF_HOME=/workspace/.cache/hf" in b["Env"]

@@ -33,9 +33,17 @@ from gateway.model import InstanceType, JobSpec, Mount, Placement, PlacementStat
 from sandbox.runner.egress import SOCKET_IN_SANDBOX
 
 from .config import DockerConfig
-from .container import LABEL_INSTANCE, LABEL_JOB, LABEL_MANAGED, container_body, container_name, memory_bytes
+from .container import (
+    LABEL_INSTANCE,
+    LABEL_JOB,
+    LABEL_MANAGED,
+    cache_writable,
+    container_body,
+    container_name,
+    memory_bytes,
+)
 from .logstream import LineNumberer, oom_event
-from .network import EgressServers, isolation_problem, proxy_env
+from .network import EgressServers, isolation_problem, link_shared_cache, proxy_env
 
 try:
     import aiodocker
@@ -246,6 +254,8 @@ class DockerAdapter(CloudAdapterBase):
         for m in spec.mounts:
             if not Path(m.source).exists():
                 raise RuntimeError(f"job {spec.id}: {m.source} (for {m.target}) does not exist on this host")
+        if not cache_writable(spec, self.cache_dir):
+            link_shared_cache(self.cache_dir, workspace)
         tmp = workspace / ".job.json.tmp"
         tmp.write_text(json.dumps(spec.to_dict(), indent=1, sort_keys=True), encoding="utf-8")
         tmp.chmod(0o644)

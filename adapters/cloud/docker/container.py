@@ -50,11 +50,16 @@ def nano_cpus(spec: JobSpec, config: DockerConfig) -> int:
     return int(cpus * 1e9)
 
 
+JOB_CACHE = "/workspace/.cache"  # a job's own hub caches when it only reads the shared one
+
+
 def cache_writable(spec: JobSpec, cache: Path) -> bool:
-    """Only jobs that fill the shared cache write it: downloads, and the first job that
-    builds a demo model or dataset there. Every other job reads it, so no job can change the
-    models later jobs load."""
-    if spec.needs_network or spec.task == "download":
+    """Only the jobs that fill the shared cache write it: the dedicated download step
+    (`.download`: the hub's own client, which checks what it fetches, and no model code),
+    and the first job that builds a demo model or dataset there. Every other job reads it,
+    so no job can change the models later jobs load; what a training job downloads itself
+    goes to its own cache (`JOB_CACHE`), where the shared entries appear as links."""
+    if spec.task == "download":
         return True
     for entry in spec.params.get("prepare", []):
         kind, _, target = str(entry).partition(":")
@@ -76,7 +81,7 @@ def container_body(spec: JobSpec, *, workspace: Path, cache: Path, config: Docke
     writable = cache_writable(spec, cache)
     # ms-swift and the datasets library write caches (and lock files) even for local data:
     # a job that only reads the shared cache keeps those in its own workspace.
-    own = {} if writable else {"MODELSCOPE_CACHE": "/workspace/.cache/modelscope", "HF_HOME": "/workspace/.cache/hf"}
+    own = {} if writable else {"MODELSCOPE_CACHE": f"{JOB_CACHE}/modelscope", "HF_HOME": f"{JOB_CACHE}/hf"}
     env = {**spec.env, **own, **(extra_env or {}), **secrets, "HAMMER_JOB_ID": spec.id}
     mounts = [
         {"Type": "bind", "Source": str(workspace), "Target": "/workspace", "ReadOnly": False},

@@ -1,4 +1,4 @@
-"""Download access: what a job that must download may reach, and nothing more.
+"""Download access and cache use: what a job that must download may reach and write.
 
 `network = "isolated"` (the default): the job's container still has no network at all
 (`NetworkMode: none`, loopback only), so it cannot reach the host, other jobs or
@@ -98,3 +98,32 @@ async def isolation_problem(docker: object, network: str) -> str | None:
         return ("it is not internal: jobs on it can reach the host, 169.254.169.254 and each other; "
                 'use network = "isolated" (no network at all, and hammer\'s allow-listing proxy as the way out)')
     return None
+
+
+#: The hub cache layouts: folders whose entries are one model or dataset each.
+CACHE_ENTRY_DIRS = ("modelscope/models/*", "modelscope/hub/*", "modelscope/datasets/*", "hf/hub")
+
+
+def link_shared_cache(cache: Path, workspace: Path) -> None:
+    """A job's own hub caches (`<workspace>/.cache`, what MODELSCOPE_CACHE/HF_HOME point at
+    when the shared cache is read-only): every model already in the shared cache appears
+    there as a link into the read-only `/cache`, so it is found and not downloaded again;
+    what the job downloads lands beside them, in its own folder."""
+    own = workspace / ".cache"
+    for pattern in CACHE_ENTRY_DIRS:
+        for folder in sorted(cache.glob(pattern)):
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            rel = folder.relative_to(cache)
+            target_dir = own / rel
+            target_dir.mkdir(parents=True, exist_ok=True)
+            for entry in folder.iterdir():
+                link = target_dir / entry.name
+                if not link.exists() and not link.is_symlink():
+                    link.symlink_to(Path("/cache") / rel / entry.name)
+    try:
+        for path in (own, *own.rglob("*")):
+            if path.is_dir() and not path.is_symlink():
+                os.chown(path, JOB_UID, JOB_UID)
+    except PermissionError:
+        pass
