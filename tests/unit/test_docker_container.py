@@ -170,7 +170,9 @@ def test_a_job_that_reads_the_shared_cache_finds_its_models_as_links(tmp_path: P
     cache, ws = tmp_path / "cache", tmp_path / "ws"
     (cache / "modelscope" / "models" / "Qwen" / "Qwen2.5-7B-Instruct").mkdir(parents=True)
     (cache / "hf" / "hub" / "models--meta-llama--Llama-3").mkdir(parents=True)
+    (cache / "modelscope" / "datasets" / "json" / "default-123").mkdir(parents=True)  # a processing cache
     link_shared_cache(cache, ws)
+    assert not (ws / ".cache" / "modelscope" / "datasets").exists()  # stays the job's own (it writes locks)
     ms = ws / ".cache" / "modelscope" / "models" / "Qwen" / "Qwen2.5-7B-Instruct"
     assert ms.is_symlink() and str(ms.readlink()) == "/cache/modelscope/models/Qwen/Qwen2.5-7B-Instruct"
     hf = ws / ".cache" / "hf" / "hub" / "models--meta-llama--Llama-3"

@@ -100,8 +100,10 @@ async def isolation_problem(docker: object, network: str) -> str | None:
     return None
 
 
-#: The hub cache layouts: folders whose entries are one model or dataset each.
-CACHE_ENTRY_DIRS = ("modelscope/models/*", "modelscope/hub/*", "modelscope/datasets/*", "hf/hub")
+#: The hub caches' folders whose entries are one downloaded model or dataset each (ModelScope:
+#: models/<org>/<name>, hub/datasets/<org>/<name>; Hugging Face: hub/models--org--name). Not
+#: the libraries' own processing caches (modelscope/datasets/...): those stay per job.
+CACHE_ENTRY_DIRS = ("modelscope/models/*", "modelscope/hub/datasets/*", "hf/hub")
 
 
 def link_shared_cache(cache: Path, workspace: Path) -> None:
