@@ -62,29 +62,28 @@ async def test_finetune_demo_through_the_web_chat(make_hammer, web_user, cache_d
     url = hammer.services.public_url
     page = await open_page(web_user, hammer, "alice")
     session = page.user.session
-    if True:
-        await page.send(type="command", text=".finetune demo-lora demo epochs=2")
-        await wait_for(lambda: any(m["msg"].get("title", "").startswith("Job ") and m["msg"]["level"] in
-                                   ("success", "error") and "Result" in fields(m) for m in page.bot_messages()),
-                       timeout=600, interval=0.5)
-        report = [m for m in page.bot_messages() if "Result" in fields(m)][-1]
-        assert fields(report)["Result"] == "succeeded", report
-        job_id = report["msg"]["title"].split()[1]
-        job = await hammer.store.get_job(job_id)
-        phases = [t[1] for t in await hammer.store.transitions(job_id)]
-        assert phases == ["queued", "provisioning", "running", "uploading", "succeeded"]
-        progress = [e for e in await hammer.store.events(job_id) if e.type == "progress"]
-        losses = [e.data["loss"] for e in progress if e.data.get("loss") is not None]
-        assert len(losses) >= 2 and all(isinstance(v, float) and v > 0 for v in losses)  # ms-swift's numbers
-        assert job.samples and job.samples[0]["response"] is not None
-        assert report["msg"]["image"] and "Prompt:" in report["msg"]["text"]
-        async with session.get(url + report["msg"]["image"]) as resp:
-            png = await resp.read()
-            assert resp.status == 200 and png.startswith(b"\x89PNG") and len(png) > 2000
-        adapter_link = fields(report)["Adapter"]
-        async with session.get(adapter_link) as resp:
-            assert resp.status == 200 and "adapter_model.safetensors" in await resp.text()
-        assert containers(job_id) == []  # cleaned up
+    await page.send(type="command", text=".finetune demo-lora demo epochs=2")
+    await wait_for(lambda: any(m["msg"].get("title", "").startswith("Job ") and m["msg"]["level"] in
+                               ("success", "error") and "Result" in fields(m) for m in page.bot_messages()),
+                   timeout=600, interval=0.5)
+    report = [m for m in page.bot_messages() if "Result" in fields(m)][-1]
+    assert fields(report)["Result"] == "succeeded", report
+    job_id = report["msg"]["title"].split()[1]
+    job = await hammer.store.get_job(job_id)
+    phases = [t[1] for t in await hammer.store.transitions(job_id)]
+    assert phases == ["queued", "provisioning", "running", "uploading", "succeeded"]
+    progress = [e for e in await hammer.store.events(job_id) if e.type == "progress"]
+    losses = [e.data["loss"] for e in progress if e.data.get("loss") is not None]
+    assert len(losses) >= 2 and all(isinstance(v, float) and v > 0 for v in losses)  # ms-swift's numbers
+    assert job.samples and job.samples[0]["response"] is not None
+    assert report["msg"]["image"] and "Prompt:" in report["msg"]["text"]
+    async with session.get(url + report["msg"]["image"]) as resp:
+        png = await resp.read()
+        assert resp.status == 200 and png.startswith(b"\x89PNG") and len(png) > 2000
+    adapter_link = fields(report)["Adapter"]
+    async with session.get(adapter_link) as resp:
+        assert resp.status == 200 and "adapter_model.safetensors" in await resp.text()
+    assert containers(job_id) == []  # cleaned up
 
     # The adapter loads with `swift infer --adapters` (inside the same hardened image).
     adapter_dir = hammer.settings.artifacts_dir / "jobs" / job_id / "adapter"

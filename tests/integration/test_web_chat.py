@@ -31,88 +31,84 @@ async def test_command_reply_and_live_progress_over_the_websocket(make_hammer, w
     alice = await open_page(web_user, hammer, "alice")
     watcher = await open_page(web_user, hammer, "bob")  # someone else in the room sees it too
     session = alice.user.session
-    if True:
-        async with session.get(url + "/") as resp:
-            assert resp.status == 200 and "app.js" in await resp.text()
-        await alice.send(type="command", text=".fakejob")
-        await wait_for(lambda: any(m["msg"].get("title", "").endswith("finished") for m in alice.bot_messages()), 20)
+    async with session.get(url + "/") as resp:
+        assert resp.status == 200 and "app.js" in await resp.text()
+    await alice.send(type="command", text=".fakejob")
+    await wait_for(lambda: any(m["msg"].get("title", "").endswith("finished") for m in alice.bot_messages()), 20)
 
-        command_id = next(f["message"]["id"] for f in alice.of("message") if f["message"]["kind"] == "user")
-        created = [f["message"] for f in alice.of("message") if f["message"]["kind"] == "bot"]
-        progress_id = created[0]["id"]
-        assert created[0]["thread"] == command_id  # the job's messages are threaded under the command
-        edits = [f["message"] for f in alice.of("edit") if f["message"]["id"] == progress_id]
-        assert len(edits) >= 2
-        steps = [fields(e).get("Step") for e in edits if "Step" in fields(e)]
-        assert steps and steps[-1] == "20/20"
-        assert fields(edits[-1])["Phase"] == "succeeded"
-        assert edits[-1]["msg"]["buttons"] == []  # no Cancel once it ended
-        report = created[-1]
-        assert report["thread"] == command_id and "Final loss" in fields(report)
-        assert fields(report)["Adapter"].startswith(url + "/artifacts/jobs/")
-        async with session.get(fields(report)["Adapter"]) as resp:
-            assert resp.status == 200 and "adapter_config.json" in await resp.text()
-        async with session.get(url + report["msg"]["image"]) as resp:
-            assert resp.status == 200 and (await resp.read()).startswith(b"\x89PNG")
-        assert any(m["id"] == progress_id for m in watcher.bot_messages())
+    command_id = next(f["message"]["id"] for f in alice.of("message") if f["message"]["kind"] == "user")
+    created = [f["message"] for f in alice.of("message") if f["message"]["kind"] == "bot"]
+    progress_id = created[0]["id"]
+    assert created[0]["thread"] == command_id  # the job's messages are threaded under the command
+    edits = [f["message"] for f in alice.of("edit") if f["message"]["id"] == progress_id]
+    assert len(edits) >= 2
+    steps = [fields(e).get("Step") for e in edits if "Step" in fields(e)]
+    assert steps and steps[-1] == "20/20"
+    assert fields(edits[-1])["Phase"] == "succeeded"
+    assert edits[-1]["msg"]["buttons"] == []  # no Cancel once it ended
+    report = created[-1]
+    assert report["thread"] == command_id and "Final loss" in fields(report)
+    assert fields(report)["Adapter"].startswith(url + "/artifacts/jobs/")
+    async with session.get(fields(report)["Adapter"]) as resp:
+        assert resp.status == 200 and "adapter_config.json" in await resp.text()
+    async with session.get(url + report["msg"]["image"]) as resp:
+        assert resp.status == 200 and (await resp.read()).startswith(b"\x89PNG")
+    assert any(m["id"] == progress_id for m in watcher.bot_messages())
 
 
 async def test_cancel_button_only_works_for_the_requester(make_hammer, web_user) -> None:
     hammer = await make_hammer("[cloud.fake]\nsteps = 400\ninterval = 0.05\n")
-    if True:
-        alice = await open_page(web_user, hammer, "alice")
-        mallory = await open_page(web_user, hammer, "mallory")
-        await alice.send(type="command", text=".fakejob")
-        await wait_for(lambda: any(m["msg"]["buttons"] for m in alice.bot_messages()), 10)
-        progress = next(m for m in alice.bot_messages() if m["msg"]["buttons"])
-        button = progress["msg"]["buttons"][0]
-        assert button["action_id"] == "cancel"
-        await mallory.send(type="click", action_id="cancel", value=button["value"], message_id=progress["id"])
-        await wait_for(lambda: mallory.of("ephemeral"), 5)
-        refusal = mallory.of("ephemeral")[0]["message"]["msg"]
-        assert "Only the person who started" in refusal["title"] + refusal["text"]
-        assert not alice.of("ephemeral")  # the refusal is private
-        await alice.send(type="click", action_id="cancel", value=button["value"], message_id=progress["id"])
-        await wait_for(lambda: any(fields(m).get("Phase") == "cancelled" for m in alice.bot_messages()), 10)
-        job = await hammer.store.get_job(button["value"])
-        assert job.state.value == "cancelled"
+    alice = await open_page(web_user, hammer, "alice")
+    mallory = await open_page(web_user, hammer, "mallory")
+    await alice.send(type="command", text=".fakejob")
+    await wait_for(lambda: any(m["msg"]["buttons"] for m in alice.bot_messages()), 10)
+    progress = next(m for m in alice.bot_messages() if m["msg"]["buttons"])
+    button = progress["msg"]["buttons"][0]
+    assert button["action_id"] == "cancel"
+    await mallory.send(type="click", action_id="cancel", value=button["value"], message_id=progress["id"])
+    await wait_for(lambda: mallory.of("ephemeral"), 5)
+    refusal = mallory.of("ephemeral")[0]["message"]["msg"]
+    assert "Only the person who started" in refusal["title"] + refusal["text"]
+    assert not alice.of("ephemeral")  # the refusal is private
+    await alice.send(type="click", action_id="cancel", value=button["value"], message_id=progress["id"])
+    await wait_for(lambda: any(fields(m).get("Phase") == "cancelled" for m in alice.bot_messages()), 10)
+    job = await hammer.store.get_job(button["value"])
+    assert job.state.value == "cancelled"
 
 
 async def test_an_expensive_job_waits_until_an_admin_clicks_approve(make_hammer, web_user) -> None:
     from tests.unit.test_core_remote import GPU_CATALOG
     hammer = await make_hammer(GPU_CATALOG + "[policy]\nrequire_approval_over_usd = 0.01\n")
-    if True:
-        alice = await open_page(web_user, hammer, "alice")
-        boss = await open_page(web_user, hammer, "boss", role="admin")
-        await alice.send(type="command", text=".finetune qwen-7b-lora alpaca-zh#1000")
-        await wait_for(lambda: any(m["msg"]["buttons"] for m in alice.bot_messages()), 10)
-        card = next(m for m in alice.bot_messages() if m["msg"]["buttons"])
-        assert fields(card)["Phase"] == "pending approval" and "estimated $" in card["msg"]["text"]
-        assert [b["action_id"] for b in card["msg"]["buttons"]] == ["approve", "deny"]
-        job_id = card["msg"]["buttons"][0]["value"]
-        await alice.send(type="click", action_id="approve", value=job_id, message_id=card["id"])
-        await wait_for(lambda: alice.of("ephemeral"), 5)
-        assert "admin" in alice.of("ephemeral")[0]["message"]["msg"]["title"]
-        assert (await hammer.store.get_job(job_id)).state.value == "pending_approval"
-        await boss.send(type="click", action_id="approve", value=job_id, message_id=card["id"])
-        await wait_for(lambda: any(m["id"] == card["id"] and fields(m).get("Phase") == "succeeded"
-                                   for m in alice.bot_messages()), 20)
-        assert (await hammer.store.get_job(job_id)).state.value == "succeeded"
+    alice = await open_page(web_user, hammer, "alice")
+    boss = await open_page(web_user, hammer, "boss", role="admin")
+    await alice.send(type="command", text=".finetune qwen-7b-lora alpaca-zh#1000")
+    await wait_for(lambda: any(m["msg"]["buttons"] for m in alice.bot_messages()), 10)
+    card = next(m for m in alice.bot_messages() if m["msg"]["buttons"])
+    assert fields(card)["Phase"] == "pending approval" and "estimated $" in card["msg"]["text"]
+    assert [b["action_id"] for b in card["msg"]["buttons"]] == ["approve", "deny"]
+    job_id = card["msg"]["buttons"][0]["value"]
+    await alice.send(type="click", action_id="approve", value=job_id, message_id=card["id"])
+    await wait_for(lambda: alice.of("ephemeral"), 5)
+    assert "admin" in alice.of("ephemeral")[0]["message"]["msg"]["title"]
+    assert (await hammer.store.get_job(job_id)).state.value == "pending_approval"
+    await boss.send(type="click", action_id="approve", value=job_id, message_id=card["id"])
+    await wait_for(lambda: any(m["id"] == card["id"] and fields(m).get("Phase") == "succeeded"
+                               for m in alice.bot_messages()), 20)
+    assert (await hammer.store.get_job(job_id)).state.value == "succeeded"
 
 
 async def test_malformed_command_gets_error_and_usage(make_hammer, web_user) -> None:
     hammer = await make_hammer()
-    if True:
-        page = await open_page(web_user, hammer, "alice")
-        await page.send(type="command", text=".fakejob mode=sideways")
-        await wait_for(lambda: page.bot_messages(), 5)
-        msg = page.bot_messages()[0]["msg"]
-        assert msg["level"] == "error" and "sideways" in msg["title"] and "Usage: .fakejob" in msg["text"]
-        await page.send(type="command", text=".help")
-        await wait_for(lambda: len(page.bot_messages()) >= 2, 5)
-        assert ".finetune MODEL DATASET" in page.bot_messages()[1]["msg"]["text"]
-        await page.ws.send_str("not json")
-        await wait_for(lambda: page.of("ephemeral"), 5)
+    page = await open_page(web_user, hammer, "alice")
+    await page.send(type="command", text=".fakejob mode=sideways")
+    await wait_for(lambda: page.bot_messages(), 5)
+    msg = page.bot_messages()[0]["msg"]
+    assert msg["level"] == "error" and "sideways" in msg["title"] and "Usage: .fakejob" in msg["text"]
+    await page.send(type="command", text=".help")
+    await wait_for(lambda: len(page.bot_messages()) >= 2, 5)
+    assert ".finetune MODEL DATASET" in page.bot_messages()[1]["msg"]["text"]
+    await page.ws.send_str("not json")
+    await wait_for(lambda: page.of("ephemeral"), 5)
 
 
 def _chromium() -> str | None:
