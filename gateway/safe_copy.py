@@ -115,12 +115,54 @@ def _walk(dir_fd: int, dest: Path, prefix: str, report: CopyReport) -> None:
             report.skipped.append(rel)
 
 
+def kind(path: Path) -> str | None:
+    """"file" or "dir" for a regular file or a directory that is not a symbolic link; None for
+    anything else (a link, a device, a FIFO, nothing). Never follows the last component."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    return "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else None
+
+
 def is_regular_file(path: Path) -> bool:
     """True for a regular file that is not a symbolic link (nor reached through one at its end)."""
+    return kind(path) == "file"
+
+
+def read_regular(path: Path, limit: int | None = None) -> bytes | None:
+    """The content (or its first `limit` bytes) of a regular file, opened with O_NOFOLLOW;
+    None when it is a link, not a regular file, or unreadable."""
+    report = CopyReport()
+    fd = _open_file(str(path), None, path.name, report)
+    if fd is None:
+        return None
     try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
+        if limit is not None:
+            return os.read(fd, limit)
+        chunks = []
+        while chunk := os.read(fd, CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def regular_files(root: Path) -> list[tuple[str, int]]:
+    """(relative path, size) of every regular file below `root`, never entering or listing
+    a symbolic link (os.walk does not follow them; each entry is checked with lstat)."""
+    found: list[tuple[str, int]] = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if kind(Path(folder) / d) == "dir")
+        for name in sorted(files):
+            path = Path(folder) / name
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((path.relative_to(root).as_posix(), st.st_size))
+    return found
 
 
 def inside(path: Path, root: Path) -> bool:

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import AsyncIterable
 from pathlib import Path, PurePath
 
+from gateway import safe_copy
 from gateway.model import Actor
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -124,13 +125,13 @@ class UploadSpace:
         if not is_dataset_name(name):
             return None
         path = user_dir(self.root, actor) / name
-        return path if path.is_file() and not path.is_symlink() else None
+        return path if safe_copy.is_regular_file(path) else None
 
     def names(self, actor: Actor) -> list[str]:
         folder = user_dir(self.root, actor)
-        if not folder.is_dir():
+        if safe_copy.kind(folder) != "dir":
             return []
-        return sorted(p.name for p in folder.iterdir() if is_dataset_name(p.name) and p.is_file())
+        return sorted(p.name for p in folder.iterdir() if is_dataset_name(p.name) and safe_copy.is_regular_file(p))
 
 
 def count_rows(path: Path) -> int:

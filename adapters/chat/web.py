@@ -198,7 +198,7 @@ class WebChatAdapter(ChatAdapterBase):
 
     async def _image(self, request: web.Request) -> web.FileResponse:
         path = self.images.get(request.match_info["image_id"])
-        if path is None or not safe_copy.is_regular_file(path) or path.read_bytes()[:8] != PNG:
+        if path is None or safe_copy.read_regular(path, limit=8) != PNG:  # a regular PNG, never via a link
             raise web.HTTPNotFound(text="image no longer available")
         return web.FileResponse(path, headers={"Content-Type": "image/png"})
 

@@ -67,7 +67,7 @@ class LocalArtifactStore:
 
         def copy() -> safe_copy.CopyReport:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if path.is_dir() and not path.is_symlink():
+            if safe_copy.kind(path) == "dir":
                 tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
                 report = safe_copy.copy_tree(path, tmp)
                 old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
@@ -86,7 +86,7 @@ class LocalArtifactStore:
         `expires` seconds: chat users on Slack or Discord need no web account to follow it,
         and nobody can turn it into a link to anything else."""
         safe = _safe_key(key).as_posix()
-        suffix = "/" if self._path(key).is_dir() else ""
+        suffix = "/" if safe_copy.kind(self._path(key)) == "dir" else ""
         until = int(time.time() + expires)
         return (f"{self.services.public_url.rstrip('/')}/artifacts/{quote(safe)}{suffix}"
                 f"?{urlencode({'k': safe, 'exp': until, 'sig': self._sign(safe, until)})}")
@@ -126,20 +126,18 @@ class LocalArtifactStore:
         if not self._allowed(request, _safe_key(raw).as_posix()):
             raise web.HTTPForbidden(text="this link has expired or is not valid; ask hammer for a new one "
                                          "(.status JOB shows fresh links), or sign in to the web chat")
-        if path.is_file() and not path.is_symlink():
+        found = safe_copy.kind(path) if safe_copy.inside(path, self.root) else None
+        if found == "file":
             name = path.name.replace('"', "")
             return web.FileResponse(path, headers={
                 "Content-Type": "application/octet-stream", "X-Content-Type-Options": "nosniff",
                 "Content-Disposition": f'attachment; filename="{name}"',
                 "Content-Security-Policy": "sandbox; default-src 'none'"})
-        if path.is_dir():
+        if found == "dir":
             query = f"?{request.query_string}" if request.query_string else ""
-            rows = []
-            for child in sorted(path.rglob("*")):
-                if child.is_file() and not child.is_symlink():
-                    rel = child.relative_to(path).as_posix()
-                    rows.append(f'<li><a href="{html.escape(quote(rel) + query)}">{html.escape(rel)}</a> '
-                                f"({child.stat().st_size:,} bytes)</li>")
+            files = await asyncio.to_thread(safe_copy.regular_files, path)
+            rows = [f'<li><a href="{html.escape(quote(rel) + query)}">{html.escape(rel)}</a> ({size:,} bytes)</li>'
+                    for rel, size in files]
             body = f"<!doctype html><title>{html.escape(path.name)}</title><ul>{''.join(rows)}</ul>"
             response = web.Response(text=body, content_type="text/html")
             response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"

@@ -343,16 +343,18 @@ class Orchestrator:
         if not safe_copy.inside(path, workdir):  # a link on the way, or `..`
             skipped.append(rel)
             return None
-        if not (path.is_dir() or path.is_file()):
+        found = safe_copy.kind(path)  # lstat: a link, a device or nothing is not stored
+        if found is None:
+            skipped.append(rel)
             return None
-        key = f"jobs/{job.id}/{name if path.is_dir() else path.name}"
+        key = f"jobs/{job.id}/{name if found == 'dir' else path.name}"
         try:
             result = await self.artifacts.put(path, key)
         except Exception as exc:
             log.error("job %s: storing %s failed: %s", job.id, name, exc, extra={"job_id": job.id})
             return None
-        skipped += [f"{rel}/{p}" if path.is_dir() else rel for p in result.skipped_links]
-        return None if result.skipped_links and not path.is_dir() else key
+        skipped += [f"{rel}/{p}" if found == "dir" else rel for p in result.skipped_links]
+        return None if result.skipped_links and found == "file" else key
 
     async def _note(self, job: Job, line: str) -> None:
         """A line of hammer's own in the job's log (after the runner's last one)."""

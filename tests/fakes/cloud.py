@@ -61,7 +61,12 @@ class FakeCloud(CloudAdapterBase):
             source = await self.services.artifacts.get(key)  # FileNotFoundError: a real cloud refuses too
             dest = workdir / "inputs" / key
             dest.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(shutil.copytree if source.is_dir() else shutil.copyfile, source, dest)
+            if source.is_symlink():
+                raise RuntimeError(f"input {key} is a link; a cloud never follows one")
+            if source.is_dir():  # links inside stay links (and dangle here), never copies of their targets
+                await asyncio.to_thread(shutil.copytree, source, dest, symlinks=True)
+            else:
+                await asyncio.to_thread(shutil.copyfile, source, dest, follow_symlinks=False)
         # A plain Popen (in a thread), not asyncio's subprocess transport: that one kills
         # its child when the event loop closes, and these jobs must outlive a gateway.
         # Secrets reach the job as environment at creation, as on a real cloud (resolved here,

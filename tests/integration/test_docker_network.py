@@ -60,9 +60,10 @@ async def test_a_downloading_job_has_no_network_and_only_the_proxy_as_a_way_out(
         spec2, network, env = await adapter._download_access(spec)
         assert network == "none" and env["HTTPS_PROXY"] == "http://127.0.0.1:3128"
         [mount] = [m for m in spec2.mounts if m.target == "/run/hammer"]
+        assert mount.read_only  # the job cannot put anything where the socket is
         probe = await asyncio.to_thread(
             _docker, "run", "--rm", "--network", "none", "--user", "1000:1000", "--cap-drop", "ALL", "--read-only",
-            "-v", f"{mount.source}:/run/hammer", "-e", f"HAMMER_EGRESS_SOCKET={env['HAMMER_EGRESS_SOCKET']}",
+            "-v", f"{mount.source}:/run/hammer:ro", "-e", f"HAMMER_EGRESS_SOCKET={env['HAMMER_EGRESS_SOCKET']}",
             "--entrypoint", "python3", image, "-c", PROBE)
         assert probe.returncode == 0, probe.stderr
         seen = json.loads(probe.stdout.strip().splitlines()[-1])

@@ -18,6 +18,7 @@ from typing import Any
 
 import discord
 
+from gateway import safe_copy
 from gateway.model import Button, OutboundMessage
 
 log = logging.getLogger("hammer.discord")
@@ -129,7 +130,7 @@ def render(msg: OutboundMessage) -> Rendered:
         embed.set_footer(text=clip(msg.footer, FOOTER_MAX))
     image = None
     if msg.image is not None:
-        if Path(msg.image).is_file():
+        if safe_copy.is_regular_file(Path(msg.image)):  # never a link (a job's loss curve, in the end)
             image = Path(msg.image)
             embed.set_image(url=f"attachment://{attachment_name(image)}")
         else:

@@ -42,6 +42,7 @@ from adapters.chat.slack.errors import SlackError, SlackSetupError, is_channel_p
 from adapters.chat.slack.files import SlackFiles
 from adapters.chat.slack.identity import Directory
 from adapters.chat.slack.inbound import Inbound, SeenCache
+from gateway import safe_copy
 from gateway.contracts import ChatAdapterBase, Check, InboxItem, Services
 from gateway.model import (
     ChatMessage,
@@ -278,7 +279,9 @@ class SlackAdapter(ChatAdapterBase):
     async def send(self, conversation: Conversation, msg: OutboundMessage) -> MessageRef:
         if msg.image is not None:
             try:
-                data = await asyncio.to_thread(Path(msg.image).read_bytes)
+                data = await asyncio.to_thread(safe_copy.read_regular, Path(msg.image))
+                if data is None:
+                    raise OSError(f"{msg.image} is not a regular file")
                 file_id = await self._upload(conversation, data, Path(msg.image).name,
                                              msg.image_title or Path(msg.image).name, mrkdwn(msg))
                 return MessageRef(PLATFORM, conversation, file_id, {"file_id": file_id})
@@ -325,7 +328,10 @@ class SlackAdapter(ChatAdapterBase):
             await self._via_response_url(str(handle["response_url"]), msg, exc)
 
     async def upload(self, conversation: Conversation, path: Path, title: str) -> MessageRef:
-        data = await asyncio.to_thread(Path(path).read_bytes)
+        data = await asyncio.to_thread(safe_copy.read_regular, Path(path))
+        if data is None:
+            raise SlackError(f"{path} is not a regular file; hammer never uploads through a link", "not_a_file",
+                             "this is a bug in hammer: tell an admin")
         file_id = await self._upload(conversation, data, Path(path).name, title, None)
         return MessageRef(PLATFORM, conversation, file_id, {"file_id": file_id})
 

@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
+from gateway import safe_copy
 from gateway.contracts import Check, CloudAdapterBase, Services
 from gateway.model import InstanceType, JobSpec, Mount, Placement, PlacementStatus, SandboxEvent, input_path
 from sandbox.runner.egress import SOCKET_IN_SANDBOX
@@ -209,7 +210,7 @@ class DockerAdapter(CloudAdapterBase):
                                'is "none"; download it first with .download, or set network = "isolated"')
         if self.config.network == "isolated":
             folder = await self.egress.serve(spec.id, self.workspace_root / spec.id)
-            mount = Mount(str(folder), str(Path(SOCKET_IN_SANDBOX).parent), False)
+            mount = Mount(str(folder), str(Path(SOCKET_IN_SANDBOX).parent), True)
             return dataclasses.replace(spec, mounts=(*spec.mounts, mount)), "none", proxy_env()
         docker = await self._client()
         try:
@@ -367,7 +368,7 @@ class DockerAdapter(CloudAdapterBase):
 
     async def reattach(self, placement: Placement) -> bool:
         found = await self._container(placement) is not None
-        if found and (self.workspace_root / placement.job_id / "egress").is_dir():
+        if found and safe_copy.kind(self.workspace_root / placement.job_id / "egress") == "dir":
             await self.egress.serve(placement.job_id, self.workspace_root / placement.job_id)  # its way out again
         return found
 

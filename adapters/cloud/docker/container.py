@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway import safe_copy
 from gateway.model import JobSpec
 
 from .config import DockerConfig
@@ -33,7 +34,6 @@ LABEL_JOB = "hammer.job_id"
 LABEL_MANAGED = "hammer.managed"
 LABEL_INSTANCE = "hammer.instance"  # which gateway (data dir) made the container
 RESERVED_TARGETS = ("/workspace", "/cache", "/tmp")
-ADAPTER_TARGETS = ("/run/hammer",)  # mounts only the adapter itself adds (the download proxy's socket)
 
 
 def container_name(job_id: str) -> str:
@@ -66,7 +66,9 @@ def cache_writable(spec: JobSpec, cache: Path) -> bool:
         if not target.startswith("/cache/"):
             continue
         host = cache / target.removeprefix("/cache/")
-        if not ((host / "config.json").is_file() if kind == "demo_model" else host.is_file()):
+        marker = host / "config.json" if kind == "demo_model" else host
+        # A job wrote these: a link there (or on the way) counts as missing, never as present.
+        if not (safe_copy.inside(marker, cache) and safe_copy.is_regular_file(marker)):
             return True
     return False
 
@@ -92,10 +94,9 @@ def container_body(spec: JobSpec, *, workspace: Path, cache: Path, config: Docke
         if not target.startswith("/") or ".." in Path(target).parts or \
                 any(target == r or target.startswith(r + "/") for r in RESERVED_TARGETS) or target == "":
             raise ValueError(f"job {spec.id}: mount target {m.target!r} is not allowed")
-        # Inputs (uploads, earlier jobs' outputs) are always read-only, whatever the spec says;
-        # the download proxy's socket folder (added by the adapter) is the one exception.
-        mounts.append({"Type": "bind", "Source": str(m.source), "Target": target,
-                       "ReadOnly": target not in ADAPTER_TARGETS})
+        # Inputs (uploads, earlier jobs' outputs, the download proxy's socket) are always
+        # read-only, whatever the spec says.
+        mounts.append({"Type": "bind", "Source": str(m.source), "Target": target, "ReadOnly": True})
     host: dict[str, Any] = {
         "Mounts": mounts,
         "CapDrop": ["ALL"],

@@ -4,7 +4,8 @@
 (`NetworkMode: none`, loopback only), so it cannot reach the host, other jobs or
 169.254.169.254 whatever the host's routing and firewall say (Docker's own "internal"
 networks rely on iptables, and a host route gets round them). Its one way out is a Unix
-socket, mounted at `/run/hammer/egress.sock`, served by the gateway: an allow-listing
+socket, mounted read-only at `/run/hammer/egress.sock` (connecting needs no write to the
+file system), served by the gateway: an allow-listing
 HTTPS proxy (sandbox/runner/egress.py) that tunnels `CONNECT host:443` to the model hubs
 only, and only to public addresses. Inside, the runner forwards 127.0.0.1:3128 to the
 socket and points HTTPS_PROXY there. The socket lives in the job's own folder and is
@@ -16,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 from pathlib import Path
 
 from aiodocker.exceptions import DockerError
 
+from gateway import safe_copy
 from sandbox.runner.egress import DEFAULT_ALLOW, FORWARD_PORT, SOCKET_IN_SANDBOX, Proxy
 
 from .config import DockerConfig
@@ -54,11 +57,7 @@ class EgressServers:
         await asyncio.to_thread(_prepare, folder)
         sock = folder / "egress.sock"
         server = await asyncio.start_unix_server(Proxy(self.allow).handle, path=str(sock))
-        await asyncio.to_thread(os.chmod, sock, 0o660)
-        try:
-            await asyncio.to_thread(os.chown, sock, 0, JOB_UID)
-        except PermissionError:
-            await asyncio.to_thread(os.chmod, sock, 0o666)
+        await asyncio.to_thread(_open_to_the_job, sock)
         self._servers[job_id] = server
         return folder
 
@@ -75,6 +74,18 @@ class EgressServers:
         for server in self._servers.values():
             server.close()
         self._servers.clear()
+
+
+def _open_to_the_job(sock: Path) -> None:
+    """Let uid 1000 connect. The folder is mounted read-only, so the job cannot put a link
+    where the socket is; the mode is still only changed on a socket seen with lstat."""
+    if not stat.S_ISSOCK(os.lstat(sock).st_mode):
+        raise RuntimeError(f"{sock} is not the proxy's socket")
+    try:
+        os.chown(sock, 0, JOB_UID, follow_symlinks=False)
+        os.chmod(sock, 0o660)
+    except PermissionError:
+        os.chmod(sock, 0o666)
 
 
 def _prepare(folder: Path) -> None:
@@ -114,7 +125,7 @@ def link_shared_cache(cache: Path, workspace: Path) -> None:
     own = workspace / ".cache"
     for pattern in CACHE_ENTRY_DIRS:
         for folder in sorted(cache.glob(pattern)):
-            if not folder.is_dir() or folder.is_symlink():
+            if safe_copy.kind(folder) != "dir" or not safe_copy.inside(folder, cache):
                 continue
             rel = folder.relative_to(cache)
             target_dir = own / rel
@@ -124,8 +135,7 @@ def link_shared_cache(cache: Path, workspace: Path) -> None:
                 if not link.exists() and not link.is_symlink():
                     link.symlink_to(Path("/cache") / rel / entry.name)
     try:
-        for path in (own, *own.rglob("*")):
-            if path.is_dir() and not path.is_symlink():
-                os.chown(path, JOB_UID, JOB_UID)
+        for folder, _dirs, _files in os.walk(own, followlinks=False):  # our own folders; the links stay as they are
+            os.chown(folder, JOB_UID, JOB_UID, follow_symlinks=False)
     except PermissionError:
         pass
