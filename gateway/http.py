@@ -113,7 +113,8 @@ def build_app(hammer: Gateway) -> web.Application:
         if host not in hosts and request.path != "/healthz":
             raise web.HTTPMisdirectedRequest(text=f"this gateway answers only as {hammer.services.public_url}")
         signed = hammer.services.is_open(request.path)  # webhooks and signed links check themselves
-        ident = await _identify(hammer, request)
+        static = request.path in OPEN_PATHS and request.path.startswith("/web/static/")
+        ident = None if static else await _identify(hammer, request)  # no store lookup for the page's files
         if ident is not None:
             request[IDENTITY] = ident
         if signed or request.path in OPEN_PATHS or request.path.startswith("/login"):
@@ -244,7 +245,7 @@ async def _session(request: web.Request) -> web.Response:
 async def _health(request: web.Request) -> web.Response:
     """Minimal for anyone; the adapters and problems for admins only."""
     hammer = request.app[HAMMER_KEY]
-    ident = await _identify(hammer, request)
+    ident = identity(request)  # the guard already looked it up
     if ident is None or ident.account.role != "admin":
         return web.json_response({"ok": True})
     return web.json_response({"ok": True, "chat": sorted(hammer.chat), "clouds": sorted(hammer.clouds),
@@ -323,7 +324,7 @@ async def _events(request: web.Request) -> web.Response:
 
 async def _cancel(request: web.Request) -> web.Response:
     hammer = request.app[HAMMER_KEY]
-    if request.can_read_body and request.content_type not in ("application/json", "application/octet-stream"):
+    if request.can_read_body and request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(text="send no body, or JSON")
     try:
         job = await hammer.dispatch.cancel_job(request.match_info["job_id"], _actor(request))

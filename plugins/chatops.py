@@ -38,8 +38,18 @@ async def _status(cmd: Command, api: GatewayAPI) -> OutboundMessage:
     else:
         job = await _job_or_error(api, cmd.args["job"])
     msg = messages.progress_message(job, time.time())
-    return OutboundMessage(title=msg.title, text=msg.text, fields=msg.fields, progress=msg.progress,
+    # Fresh links: the ones in the report expire (artifacts.link_ttl).
+    links = tuple((name.replace("_", " ").capitalize(), url) for name, url in (await api.artifact_links(job)).items())
+    return OutboundMessage(title=msg.title, text=msg.text, fields=msg.fields + links, progress=msg.progress,
                            level=msg.level, footer=msg.footer)
+
+
+async def _uploads(cmd: Command, api: GatewayAPI) -> OutboundMessage:
+    names = api.uploads(cmd.actor)
+    if not names:
+        return messages.text_message("You have uploaded no datasets. Attach a .jsonl file in the chat, then train "
+                                     "with upload:NAME.", "Your uploads")
+    return messages.text_message("\n".join(f"upload:{n}" for n in names), "Your uploads")
 
 
 async def _jobs(cmd: Command, api: GatewayAPI) -> OutboundMessage:
@@ -171,6 +181,8 @@ def hammer_commands(register: RegisterCommand) -> None:
     register(CommandSpec("jobs", (Param("all", "bool", "everyone's jobs, not only yours", default=False),
                                   Param("limit", "int", "how many", min=1, max=50, default=10)),
                          help="list recent jobs", handle=_jobs, group="jobs"))
+    register(CommandSpec("uploads", help="list the datasets you uploaded (use them as upload:NAME)",
+                         handle=_uploads, group="jobs"))
     register(CommandSpec("logs", (JOB, Param("lines", "int", "how many lines", min=1, max=200, default=20)),
                          help="show a job's last output lines", handle=_logs, group="jobs"))
     register(CommandSpec("cancel", (JOB,), help="stop a job (yours, or any if you are an admin)",

@@ -168,3 +168,16 @@ def test_no_plugin_reads_a_clouds_settings_or_disk() -> None:
         if re.search(r'cloud\["docker"\]|workspace/job\.json|workspace_root', text):
             found.append(path.name)
     assert not found
+
+
+async def test_status_gives_fresh_links_and_uploads_lists_ones_own(make_hammer) -> None:
+    hammer = await make_hammer()
+    job = await ended(hammer, await run_cmd(hammer, ".fakejob"))
+    answer = await hammer.dispatch.execute(f".status {job.id}", ALICE, CONV)
+    adapter = dict(answer.fields)["Adapter"]
+    assert "/artifacts/jobs/" in adapter and "sig=" in adapter and "exp=" in adapter
+    mine = hammer.uploads.root / "web-alice"
+    mine.mkdir(parents=True)
+    (mine / "faq.jsonl").write_text("{}\n")
+    assert "upload:faq.jsonl" in (await hammer.dispatch.execute(".uploads", ALICE, CONV)).text
+    assert "no datasets" in (await hammer.dispatch.execute(".uploads", BOB, CONV)).text
