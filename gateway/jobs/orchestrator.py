@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -345,7 +346,8 @@ class Orchestrator:
             return None
         found = safe_copy.kind(path)  # lstat: a link, a device or nothing is not stored
         if found is None:
-            skipped.append(rel)
+            if await asyncio.to_thread(os.path.lexists, path):  # a link or a special file: say so in the log
+                skipped.append(rel)
             return None
         key = f"jobs/{job.id}/{name if found == 'dir' else path.name}"
         try:
